@@ -1,0 +1,213 @@
+"""The local store process: PULL batches, append them, answer ReadLogs, report stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import zmq
+
+from localstore.paths import ipc_dir, is_container_id, localstore_endpoint
+from localstore.readlogs import ReadLogsStream
+from localstore.store import LocalStore
+from proto.messages import (
+    MAX_CONTROL_MESSAGE,
+    MAX_DATA_MESSAGE,
+    Batch,
+    ChildStats,
+    ExitCode,
+    LoggerClosed,
+    LoggerGone,
+    LoggerStarted,
+    MessageError,
+    ReadRequest,
+    decode,
+)
+
+log = logging.getLogger("elp.localstore")
+
+STATS_INTERVAL = 1.0
+# How many queued batches each reader may have in flight to us before its own bounded queue takes over.
+RCVHWM = 64
+# Closed FIFOs are remembered this long for followers that asked just before the close.
+CLOSED_FIFO_TTL = 600.0
+DRAIN_QUIET_MS = 100
+
+
+class LocalStoreProcess:
+    """Owns the files; one asyncio loop serves the data path, the control path and every ReadLogs stream."""
+
+    def __init__(self, data_dir: Path, control: socket.socket) -> None:
+        self.data_dir = data_dir
+        self.control = control
+        self.store = LocalStore(data_dir)
+        self.stop = asyncio.Event()
+        self.streams: set[asyncio.Task[None]] = set()
+        self.bad_messages = 0
+        self.closed_at: dict[str, float] = {}
+        self.pull: zmq.Socket
+
+    async def run(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
+        ctx = zmq.Context(io_threads=1)
+        pull = ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, RCVHWM)
+        pull.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.bind(localstore_endpoint(self.data_dir))
+        self.control.setblocking(False)
+        loop.add_reader(self.control.fileno(), self._on_control)
+        self.pull = pull
+        # ZeroMQ's FD is edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
+        loop.add_reader(pull.getsockopt(zmq.FD), self._on_data)
+        loop.call_soon(self._on_data)
+        stats = asyncio.create_task(self._report_stats())
+        await self.stop.wait()
+        loop.remove_reader(pull.getsockopt(zmq.FD))
+        self._drain_all()
+        stats.cancel()
+        for task in list(self.streams):
+            task.cancel()
+        await asyncio.gather(stats, *self.streams, return_exceptions=True)
+        loop.remove_reader(self.control.fileno())
+        self._send_stats()
+        self.store.close()
+        pull.close()
+        ctx.term()
+        return ExitCode.DONE
+
+    def _on_data(self) -> None:
+        pull = self.pull
+        for _ in range(RCVHWM):
+            if not pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+            self._handle(pull.recv(zmq.NOBLOCK))
+        # Still more: yield to ReadLogs streams and control messages, then carry on.
+        asyncio.get_running_loop().call_soon(self._on_data)
+
+    def _drain_all(self) -> None:
+        """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
+        last batches may still be on the way through ZeroMQ's I/O thread: wait until it stays quiet."""
+        while self.pull.poll(DRAIN_QUIET_MS):
+            self._handle(self.pull.recv(zmq.NOBLOCK))
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            msg = decode(raw)
+        except MessageError as exc:
+            self._bad_message(exc)
+            return
+        if isinstance(msg, Batch) and is_container_id(msg.container_id):
+            self.store.append(msg.container_id, msg.records, msg.count)
+        elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
+            self._closed(msg.container_id, msg.fifo)
+        else:
+            self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the data path"))
+
+    def _closed(self, container_id: str, fifo: str) -> None:
+        self.store.logger_closed(container_id, fifo)
+        self.closed_at[fifo] = time.monotonic()
+
+    def _bad_message(self, exc: Exception) -> None:
+        self.bad_messages += 1
+        if self.bad_messages == 1:
+            log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
+
+    def _on_control(self) -> None:
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.control, MAX_CONTROL_MESSAGE, 4)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.error("control channel to the supervisor failed: %s; stopping", exc)
+                self.stop.set()
+                return
+            if not data and not fds:
+                log.warning("supervisor closed the control channel; stopping")
+                self.stop.set()
+                return
+            try:
+                msg = decode(data)
+            except MessageError as exc:
+                for fd in fds:
+                    os.close(fd)
+                self._bad_message(exc)
+                continue
+            self._dispatch_control(msg, fds)
+
+    def _dispatch_control(self, msg: object, fds: list[int]) -> None:
+        if isinstance(msg, ReadRequest) and len(fds) == 1 and is_container_id(msg.container_id):
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            task = asyncio.create_task(self._serve_read(msg, sock))
+            self.streams.add(task)
+            task.add_done_callback(self.streams.discard)
+            return
+        for fd in fds:
+            os.close(fd)
+        if isinstance(msg, LoggerStarted) and is_container_id(msg.container_id):
+            self.store.logger_started(msg.container_id, msg.fifo, msg.info)
+        elif isinstance(msg, LoggerGone) and is_container_id(msg.container_id):
+            self._closed(msg.container_id, msg.fifo)
+        else:
+            self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+
+    async def _serve_read(self, request: ReadRequest, sock: socket.socket) -> None:
+        self.store.counters.read_streams += 1
+        self.store.counters.read_streams_total += 1
+        stream = ReadLogsStream(self.store, request, sock)
+        try:
+            await stream.run()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # docker logs went away
+        except Exception:
+            log.exception("ReadLogs for container %s failed", request.container_id[:12])
+        finally:
+            self.store.counters.read_streams -= 1
+            sock.close()
+
+    async def _report_stats(self) -> None:
+        while True:
+            self._send_stats()
+            self._prune_closed()
+            await asyncio.sleep(STATS_INTERVAL)
+
+    def _prune_closed(self) -> None:
+        horizon = time.monotonic() - CLOSED_FIFO_TTL
+        for fifo in [f for f, at in self.closed_at.items() if at < horizon]:
+            del self.closed_at[fifo]
+            self.store.closed_fifos.discard(fifo)
+
+    def _send_stats(self) -> None:
+        c = self.store.counters
+        try:
+            disk = os.statvfs(self.data_dir)
+            free = disk.f_bavail * disk.f_frsize
+        except OSError:
+            free = -1
+        stats = ChildStats(
+            "localstore",
+            {
+                "bytes_total": c.bytes_total,
+                "records_total": c.records_total,
+                "write_errors_total": c.write_errors_total,
+                "containers": len(self.store.logs),
+                "read_streams": c.read_streams,
+                "read_streams_total": c.read_streams_total,
+                "bad_messages_total": self.bad_messages,
+                "disk_free_bytes": free,
+            },
+        )
+        try:
+            self.control.send(stats.encode(), socket.MSG_DONTWAIT)
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            pass

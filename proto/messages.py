@@ -1,0 +1,167 @@
+"""Every message the plugin's processes exchange, in one place.
+
+Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`` (the format version):
+
+- the data path, ZeroMQ PUSH/PULL over ``ipc://`` under the data dir: readers PUSH ``Batch`` and
+  ``LoggerClosed`` to the local store (and, from the shipping step on, to the shipper). Casts: never a reply.
+- the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
+  inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
+  free of threads), so it talks to its children here: ``ChildStats`` up (also the heartbeat), and
+  ``LoggerStarted``, ``LoggerGone``, ``ReadRequest`` down to the local store. A ``ReadRequest`` carries a file
+  descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream into it.
+
+Also here: the exit codes every child leaves with, which the supervisor acts on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+VERSION = 1
+# A control message never comes near this; a bigger datagram is a bug or an attack.
+MAX_CONTROL_MESSAGE = 256 * 1024
+# Upper bound for one data-path message (the reader cuts batches far below it).
+MAX_DATA_MESSAGE = 64 * 1024 * 1024
+
+
+class MessageError(ValueError):
+    """A message that cannot be decoded or lacks a required field."""
+
+
+class ExitCode(enum.IntEnum):
+    """How a child process ended; the supervisor decides from this whether to respawn it."""
+
+    DONE = 0  # finished its job (a reader at EOF, any child told to stop): forget it
+    CRASHED = 1  # an unexpected exception: respawn with back-off
+    BOOT_FAILED = 3  # could not start (bad FIFO, cannot bind): respawn with back-off, log why
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of every message; ``KIND`` names it on the wire."""
+
+    KIND: ClassVar[str] = ""
+
+    def encode(self) -> bytes:
+        wire: dict[str, Any] = {"kind": self.KIND, "v": VERSION}
+        for f in fields(self):
+            wire[f.name] = getattr(self, f.name)
+        return msgpack.packb(wire, use_bin_type=True)
+
+
+# --- data path: reader -> local store (and shipper) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Message):
+    """reader -> local store. Consecutive lines of one logger.
+
+    ``records`` is the on-disk form, ready to append: ``[N][LogEntry][N]`` per line, where a complete line's
+    ``line`` already ends with ``"\\n"`` so that ReadLogs sends stored bytes as they are. ``seq`` is the
+    per-logger sequence number of the first line, ``count`` the number of lines.
+    """
+
+    KIND: ClassVar[str] = "batch"
+    container_id: str
+    fifo: str
+    seq: int
+    count: int
+    records: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerClosed(Message):
+    """reader -> local store. The logger's FIFO reached EOF; every batch of it was sent before this."""
+
+    KIND: ClassVar[str] = "logger_closed"
+    container_id: str
+    fifo: str
+    lines: int
+    discarded: int
+
+
+# --- control path: supervisor <-> children --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStats(Message):
+    """any child -> supervisor, about once a second; also proves the child's loop is alive.
+
+    ``counters`` maps a figure's name (with its unit, e.g. ``bytes_total``) to a number.
+    """
+
+    KIND: ClassVar[str] = "stats"
+    role: str
+    counters: dict[str, int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerStarted(Message):
+    """supervisor -> local store. StartLogging accepted ``fifo`` for ``container_id``; ``info`` is Docker's
+    ``Info`` object, kept beside the container's files so that its logs stay readable once it stopped."""
+
+    KIND: ClassVar[str] = "logger_started"
+    container_id: str
+    fifo: str
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerGone(Message):
+    """supervisor -> local store. A logger ended without its reader's ``LoggerClosed`` (the reader died and
+    its FIFO is gone): followers waiting for it must not wait forever."""
+
+    KIND: ClassVar[str] = "logger_gone"
+    container_id: str
+    fifo: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest(Message):
+    """supervisor -> local store, with one file descriptor attached: a ``docker logs`` request.
+
+    Times are Unix nanoseconds, 0 meaning no bound; ``tail`` < 0 means everything. ``open_fifos`` are the
+    container's loggers still running when the request arrived: a follow ends once all of them closed and
+    every stored line was sent.
+    """
+
+    KIND: ClassVar[str] = "read"
+    container_id: str
+    since_ns: int
+    until_ns: int
+    tail: int
+    follow: bool
+    open_fifos: list[str]
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.KIND: cls for cls in (Batch, LoggerClosed, ChildStats, LoggerStarted, LoggerGone, ReadRequest)
+}
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields(cls)) for kind, cls in MESSAGE_TYPES.items()
+}
+
+
+def decode(raw: bytes) -> Message:
+    """Decode one message; anything malformed raises ``MessageError`` (never another exception)."""
+    try:
+        wire = msgpack.unpackb(raw, raw=False)
+    except Exception as exc:
+        raise MessageError(f"undecodable msgpack: {exc}") from None
+    if not isinstance(wire, dict):
+        raise MessageError("message is not a map")
+    kind = wire.get("kind")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise MessageError(f"unknown message kind {kind!r}")
+    if wire.get("v") != VERSION:
+        raise MessageError(f"{kind}: unsupported version {wire.get('v')!r}")
+    try:
+        values = {name: wire[name] for name in _FIELD_NAMES[kind] if name in wire}
+        return cls(**values)
+    except TypeError as exc:
+        raise MessageError(f"{kind}: {exc}") from None

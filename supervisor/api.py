@@ -1,0 +1,207 @@
+"""The plugin's HTTP API on the unix socket: what dockerd calls, and /stats for operators.
+
+Handlers validate, hand the work to the ``Supervisor`` and return a JSON object; errors are ``{"Err": ...}``.
+StopLogging answers at once and never fails (dockerd leaks the FIFO otherwise). ReadLogs relays the frame stream
+the local store writes into a socketpair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from localstore.paths import is_container_id
+from proto.messages import ReadRequest
+from supervisor.logopts import LogOptionError
+from supervisor.timeparse import parse_go_time
+
+if TYPE_CHECKING:
+    from supervisor.arbiter import Supervisor
+
+log = logging.getLogger("elp.supervisor")
+
+MAX_BODY = 1 << 20
+RELAY_CHUNK = 256 * 1024
+# How often an idle ReadLogs relay checks that dockerd is still there.
+RELAY_IDLE_CHECK = 1.0
+
+SUPERVISOR_KEY = web.AppKey("supervisor", object)
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def make_app(supervisor: Supervisor) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SUPERVISOR_KEY] = supervisor
+    app.router.add_post("/Plugin.Activate", activate)
+    app.router.add_post("/LogDriver.Capabilities", capabilities)
+    app.router.add_post("/LogDriver.StartLogging", start_logging)
+    app.router.add_post("/LogDriver.StopLogging", stop_logging)
+    app.router.add_post("/LogDriver.ReadLogs", read_logs)
+    app.router.add_get("/stats", stats)
+    app.middlewares.append(json_errors)
+    return app
+
+
+def _supervisor(request: web.Request) -> Supervisor:
+    return request.app[SUPERVISOR_KEY]  # type: ignore[return-value]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every answer is a JSON object, also for unknown paths and bad methods."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"Err": f"{exc.status} {exc.reason}: {request.method} {request.path[:200]}"},
+                                 status=exc.status)
+    except BadRequest as exc:
+        return web.json_response({"Err": str(exc)}, status=400)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+async def activate(request: web.Request) -> web.Response:
+    return web.json_response({"Implements": ["LogDriver"]})
+
+
+async def capabilities(request: web.Request) -> web.Response:
+    # Under "Cap": the top-level form in Docker's docs is wrong and silently turns ReadLogs off.
+    return web.json_response({"Cap": {"ReadLogs": True}})
+
+
+async def start_logging(request: web.Request) -> web.Response:
+    body = await _body(request)
+    info = body.get("Info")
+    if not isinstance(info, dict):
+        return web.json_response({"Err": "StartLogging needs an Info object"})
+    try:
+        _supervisor(request).start_logging(body.get("File"), info)  # type: ignore[arg-type]
+    except (LogOptionError, ValueError) as exc:
+        log.warning("StartLogging refused for container %s: %s", str(info.get("ContainerID"))[:12], exc)
+        return web.json_response({"Err": str(exc)})
+    return web.json_response({})
+
+
+async def stop_logging(request: web.Request) -> web.Response:
+    try:
+        body = await _body(request)
+    except BadRequest:
+        body = {}
+    _supervisor(request).stop_logging(body.get("File"))  # type: ignore[arg-type]
+    return web.json_response({})
+
+
+def _read_request(body: dict[str, Any], open_fifos: Any) -> ReadRequest:
+    info = body.get("Info")
+    config = body.get("Config") or {}
+    if not isinstance(info, dict) or not isinstance(config, dict):
+        raise BadRequest("ReadLogs needs Info and Config objects")
+    container_id = info.get("ContainerID")
+    if not is_container_id(container_id):
+        raise BadRequest("Info.ContainerID must be a full container id (64 hex digits)")
+    tail = config.get("Tail", -1)
+    if not isinstance(tail, int) or isinstance(tail, bool):
+        raise BadRequest("Config.Tail must be an integer")
+    follow = config.get("Follow", False)
+    if not isinstance(follow, bool):
+        raise BadRequest("Config.Follow must be a boolean")
+    try:
+        since, until = parse_go_time(config.get("Since")), parse_go_time(config.get("Until"))
+    except ValueError as exc:
+        raise BadRequest(f"Config.Since/Until: {exc}") from None
+    assert isinstance(container_id, str)
+    return ReadRequest(container_id, since, until, tail, follow, open_fifos(container_id))
+
+
+async def read_logs(request: web.Request) -> web.StreamResponse:
+    sup = _supervisor(request)
+    read = _read_request(await _body(request), sup.open_fifos)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sent = sup.send_to_localstore(read, (theirs.fileno(),))
+    finally:
+        theirs.close()
+    if not sent:
+        ours.close()
+        return web.json_response({"Err": "the local store is not running; try again in a moment"}, status=503)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-json-stream"})
+    try:
+        await response.prepare(request)  # dockerd waits for the headers before it reads anything
+        await _relay(request, ours, response)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # docker logs went away; closing our end tells the local store
+    finally:
+        ours.close()
+    return response
+
+
+async def _relay(request: web.Request, sock: socket.socket, response: web.StreamResponse) -> None:
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    while True:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, RELAY_CHUNK), RELAY_IDLE_CHECK)
+        except TimeoutError:
+            if request.transport is None or request.transport.is_closing():
+                return
+            continue
+        if not data:
+            await response.write_eof()
+            return
+        await response.write(data)
+
+
+async def stats(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    now = time.monotonic()
+    services = {
+        role.value: {"pid": svc.child.pid if svc.child else None, "restarts": svc.restarts,
+                     **(svc.child.counters if svc.child else {})}
+        for role, svc in sup.services.items()
+    }
+    readers = [
+        {
+            "container_id": lg.container_id,
+            "container_name": str(lg.info.get("ContainerName", "")).lstrip("/"),
+            "fifo": lg.fifo_name,
+            "pid": lg.child.pid if lg.child else None,
+            "state": "running" if lg.child else "restarting",
+            "stopping": lg.stopping,
+            "restarts": lg.restarts,
+            **(lg.child.counters if lg.child else {}),
+        }
+        for lg in sup.loggers.values()
+    ]
+    body = {
+        "supervisor": {
+            "pid": os.getpid(),
+            "uptime_s": round(now - sup.started_at, 3),
+            "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in sup.loggers.values()),
+        },
+        **services,
+        "readers": readers,
+    }
+    return web.json_response(body)

@@ -1,0 +1,374 @@
+"""Supervisor: the plugin's main process.
+
+Start-up binds the plugin socket before anything slow (dockerd gives up after ~9.5 s), then forks the local
+store and re-attaches the FIFOs remembered from a previous run. Then a one-second tick (reap, respawn what is due)
+runs beside the HTTP API until SIGTERM, and shutdown mirrors start-up: stop listening, let the readers drain and
+exit, then the local store, then SIGKILL whatever is left at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from localstore.main import LocalStoreProcess
+from localstore.paths import is_container_id, localstore_endpoint
+from proto.messages import (
+    MAX_CONTROL_MESSAGE,
+    ChildStats,
+    ExitCode,
+    LoggerStarted,
+    Message,
+    MessageError,
+    decode,
+)
+from supervisor.children import Backoff, Child, Role
+from supervisor.logopts import LogOptions, parse_log_options
+from supervisor.registry import LoggerRecord, LoggerRegistry
+from supervisor.settings import PluginSettings
+from supervisor.spawn import fork_child
+from workers.main import ReaderProcess, ReaderSpec
+
+log = logging.getLogger("elp.supervisor")
+
+TICK = 1.0
+READERS_DEADLINE = 2.5
+SERVICES_DEADLINE = 1.5
+
+
+class StartError(ValueError):
+    """StartLogging refused; the text goes back to dockerd as ``Err``."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    socket_path: Path
+    data_dir: Path
+    fifo_dir: Path
+    settings: PluginSettings = field(default_factory=PluginSettings)
+
+
+@dataclass
+class Logger:
+    """One StartLogging: a FIFO, the container it belongs to, and the reader draining it."""
+
+    fifo_path: str
+    container_id: str
+    info: dict[str, Any]
+    options: LogOptions
+    fd: int
+    child: Child | None = None
+    stopping: bool = False
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    respawn_at: float | None = None
+
+    @property
+    def fifo_name(self) -> str:
+        return os.path.basename(self.fifo_path)
+
+
+@dataclass
+class Service:
+    """A shared child (local store, later the shipper) that must always run."""
+
+    role: Role
+    child: Child | None = None
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    respawn_at: float | None = 0.0
+
+
+class Supervisor:
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.loggers: dict[str, Logger] = {}
+        self.services: dict[Role, Service] = {Role.LOCALSTORE: Service(Role.LOCALSTORE)}
+        self.by_pid: dict[int, Child] = {}
+        self.registry = LoggerRegistry(config.data_dir / "loggers")
+        self.stop_event = asyncio.Event()
+        self.stopping = False
+        self.started_at = time.monotonic()
+        self.fifo_root = os.path.realpath(config.fifo_dir)
+
+    # --- life cycle ------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        from supervisor.api import make_app  # the API module needs this class; import late to avoid a cycle
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        runner = web.AppRunner(make_app(self), handle_signals=False, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        site = web.UnixSite(runner, str(self.config.socket_path), backlog=128, shutdown_timeout=1.0)
+        self.config.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config.socket_path.unlink(missing_ok=True)
+        await site.start()
+        log.info("listening on %s (data in %s)", self.config.socket_path, self.config.data_dir)
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_ipc_path()
+        self.manage()
+        self.reattach()
+        while not self.stop_event.is_set():
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), TICK)
+            except TimeoutError:
+                pass
+            self.reap()
+            self.manage()
+        await self.shutdown(site, runner)
+        return 0
+
+    def _check_ipc_path(self) -> None:
+        endpoint = localstore_endpoint(self.config.data_dir)
+        if len(endpoint) - len("ipc://") > 100:
+            raise SystemExit(f"data dir {self.config.data_dir} is too long for a ZeroMQ ipc endpoint")
+
+    async def shutdown(self, site: web.UnixSite, runner: web.AppRunner) -> None:
+        self.stopping = True
+        log.info("stopping: %d readers to drain", sum(1 for lg in self.loggers.values() if lg.child))
+        await site.stop()
+        readers = [lg.child for lg in self.loggers.values() if lg.child]
+        await self._stop_children(readers, READERS_DEADLINE)
+        services = [svc.child for svc in self.services.values() if svc.child]
+        await self._stop_children(services, SERVICES_DEADLINE)
+        for child in list(self.by_pid.values()):
+            log.warning("%s (pid %d) did not stop in time; killing it", child.role, child.pid)
+            _kill(child.pid, signal.SIGKILL)
+        await self._wait_children(list(self.by_pid.values()), 1.0)
+        await runner.cleanup()
+        for lg in self.loggers.values():
+            os.close(lg.fd)
+        self.config.socket_path.unlink(missing_ok=True)
+        log.info("stopped")
+
+    async def _stop_children(self, children: list[Child], deadline: float) -> None:
+        for child in children:
+            _kill(child.pid, signal.SIGTERM)
+        await self._wait_children(children, deadline)
+
+    async def _wait_children(self, children: list[Child], deadline: float) -> None:
+        end = time.monotonic() + deadline
+        while any(c.pid in self.by_pid for c in children) and time.monotonic() < end:
+            self.reap()
+            await asyncio.sleep(0.02)
+
+    # --- children ------------------------------------------------------------------------------------
+
+    def _spawn(self, role: Role, key: str, target: Any, extra_fds: tuple[int, ...] = ()) -> Child:
+        """Fork a child running ``target(control_socket)``; watch its exit and its reports."""
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = fork_child(role.value, (child_end.fileno(), *extra_fds), lambda: target(child_end))
+        child_end.close()
+        parent_end.setblocking(False)
+        child = Child(role, key, pid, parent_end, os.pidfd_open(pid))
+        self.by_pid[pid] = child
+        loop = asyncio.get_running_loop()
+        loop.add_reader(child.pidfd, self.reap)
+        loop.add_reader(parent_end.fileno(), self._on_report, child)
+        return child
+
+    def manage(self) -> None:
+        """Start every service and reader that should run and whose back-off has passed."""
+        if self.stopping:
+            return
+        now = time.monotonic()
+        for svc in self.services.values():
+            if svc.child is None and svc.respawn_at is not None and now >= svc.respawn_at:
+                svc.child = self._spawn_service(svc.role)
+                svc.respawn_at = None
+        for lg in self.loggers.values():
+            if lg.child is None and lg.respawn_at is not None and now >= lg.respawn_at:
+                lg.child = self._spawn_reader(lg)
+                lg.respawn_at = None
+
+    def _spawn_service(self, role: Role) -> Child:
+        data_dir = self.config.data_dir
+
+        def run_localstore(control: socket.socket) -> ExitCode:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+            asyncio.set_event_loop(loop)
+            return loop.run_until_complete(LocalStoreProcess(data_dir, control).run())
+
+        child = self._spawn(role, role.value, run_localstore)
+        log.info("%s started (pid %d)", role, child.pid)
+        return child
+
+    def _spawn_reader(self, lg: Logger) -> Child:
+        endpoints = (localstore_endpoint(self.config.data_dir),)
+
+        def run_reader(control: socket.socket) -> ExitCode:
+            return ReaderProcess(ReaderSpec(lg.container_id, lg.fifo_path, lg.fd, control, endpoints)).run()
+
+        child = self._spawn(Role.READER, lg.fifo_path, run_reader, (lg.fd,))
+        log.debug("reader for container %s started (pid %d)", lg.container_id[:12], child.pid)
+        return child
+
+    def reap(self) -> None:
+        """Collect every exited child (gunicorn's waitpid sweep) and decide what follows."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.by_pid.pop(pid, None)
+            if child is None:
+                log.debug("reaped orphan pid %d", pid)  # we may be PID 1
+                continue
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(child.pidfd)
+            loop.remove_reader(child.control.fileno())
+            self._on_report(child)  # its last words
+            child.close()
+            self._child_exited(child, status)
+
+    def _child_exited(self, child: Child, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if child.role is Role.READER:
+            lg = self.loggers.get(child.key)
+            if lg is None:
+                return
+            lg.child = None
+            if code == ExitCode.DONE:
+                if not self.stopping:
+                    self._forget(lg)
+                return
+            delay = lg.backoff.next_delay(child.uptime)
+            lg.restarts += 1
+            lg.respawn_at = time.monotonic() + delay
+            log.error(
+                "reader of container %s (pid %d) %s; restart %d in %.1fs",
+                lg.container_id[:12], child.pid, _describe(code), lg.restarts, delay,
+            )
+            return
+        svc = self.services[child.role]
+        svc.child = None
+        if self.stopping:
+            return
+        delay = svc.backoff.next_delay(child.uptime)
+        svc.restarts += 1
+        svc.respawn_at = time.monotonic() + delay
+        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code), svc.restarts, delay)
+
+    def _on_report(self, child: Child) -> None:
+        while True:
+            try:
+                data = child.control.recv(MAX_CONTROL_MESSAGE)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            try:
+                msg = decode(data)
+            except MessageError as exc:
+                log.warning("%s (pid %d) sent a bad report: %s", child.role, child.pid, exc)
+                continue
+            if isinstance(msg, ChildStats):
+                child.counters = dict(msg.counters)
+                child.last_report = time.monotonic()
+
+    def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
+        child = self.services[Role.LOCALSTORE].child
+        if child is None:
+            return False
+        try:
+            socket.send_fds(child.control, [msg.encode()], list(fds))
+        except OSError as exc:
+            log.error("cannot reach the local store (%s): %s", type(msg).__name__, exc)
+            return False
+        return True
+
+    # --- loggers -------------------------------------------------------------------------------------
+
+    def start_logging(self, fifo_path: str, info: dict[str, Any]) -> None:
+        """StartLogging: validate, open the FIFO, remember it, fork its reader."""
+        if self.stopping:
+            raise StartError("the plugin is shutting down")
+        container_id = info.get("ContainerID")
+        if not is_container_id(container_id):
+            raise StartError("Info.ContainerID must be a full container id (64 hex digits)")
+        assert isinstance(container_id, str)
+        options = parse_log_options(info.get("Config"))
+        path = self._checked_fifo(fifo_path)
+        if path in self.loggers:
+            return
+        fd = self._open_fifo(path)
+        lg = Logger(path, container_id, info, options, fd)
+        self.loggers[path] = lg
+        self.registry.save(LoggerRecord(path, info))
+        self.send_to_localstore(LoggerStarted(container_id, lg.fifo_name, info))
+        lg.child = self._spawn_reader(lg)
+
+    def stop_logging(self, fifo_path: str) -> None:
+        lg = self.loggers.get(fifo_path) if isinstance(fifo_path, str) else None
+        if lg is not None:
+            lg.stopping = True
+
+    def open_fifos(self, container_id: str) -> list[str]:
+        return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id]
+
+    def _forget(self, lg: Logger) -> None:
+        del self.loggers[lg.fifo_path]
+        os.close(lg.fd)
+        self.registry.remove(lg.fifo_path)
+
+    def _checked_fifo(self, fifo_path: object) -> str:
+        if not isinstance(fifo_path, str) or not fifo_path:
+            raise StartError("File must be the path of the log FIFO")
+        real = os.path.realpath(fifo_path)
+        if os.path.dirname(real) != self.fifo_root:
+            raise StartError(f"File {fifo_path[:200]!r} is not a FIFO in {self.config.fifo_dir}")
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as exc:
+            raise StartError(f"File {fifo_path[:200]!r}: {exc.strerror}") from None
+        if not stat.S_ISFIFO(mode):
+            raise StartError(f"File {fifo_path[:200]!r} is not a FIFO")
+        return real
+
+    @staticmethod
+    def _open_fifo(path: str) -> int:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StartError(f"cannot open {path}: {exc.strerror}") from None
+
+    def reattach(self) -> None:
+        """Re-open the FIFOs of loggers a previous run had; forget those that are gone."""
+        for record in self.registry.load():
+            try:
+                self.start_logging(record.fifo_path, record.info)
+            except (StartError, ValueError) as exc:
+                log.info("not re-attaching %s: %s", os.path.basename(record.fifo_path), exc)
+                self.registry.remove(record.fifo_path)
+                continue
+            log.info("re-attached to the FIFO of container %s", record.info.get("ContainerID", "?")[:12])
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        return f"was killed by {name}" + (" (perhaps out of memory)" if -code == signal.SIGKILL else "")
+    return f"exited with code {code}"

@@ -1,0 +1,63 @@
+"""The supervisor's children: what should run (specs), what runs (children), and restart back-off."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Respawn policy: the first restart is immediate, then the delay doubles up to the cap; a child that stayed up
+# for STABLE_AFTER seconds starts again from zero.
+BACKOFF_FIRST = 0.0
+BACKOFF_START = 0.5
+BACKOFF_CAP = 30.0
+STABLE_AFTER = 60.0
+
+
+class Role(enum.StrEnum):
+    READER = "reader"
+    LOCALSTORE = "localstore"
+    SHIPPER = "shipper"
+
+
+@dataclass
+class Backoff:
+    """Delay before the next restart of one child."""
+
+    failures: int = 0
+
+    def next_delay(self, uptime: float) -> float:
+        if uptime >= STABLE_AFTER:
+            self.failures = 0
+        self.failures += 1
+        if self.failures == 1:
+            return BACKOFF_FIRST
+        return float(min(BACKOFF_CAP, BACKOFF_START * 2 ** (self.failures - 2)))
+
+
+@dataclass
+class Child:
+    """One running process, and its side of the control socketpair."""
+
+    role: Role
+    key: str
+    pid: int
+    control: socket.socket
+    pidfd: int
+    started_at: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    last_report: float = 0.0
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.control.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at

@@ -1,0 +1,260 @@
+"""Log options (``--log-opt``): declared once, validated once at StartLogging into a frozen ``LogOptions``.
+
+Every option is an ``Option`` record: its name, a parser that normalises the string or raises ``ValueError``,
+its default, a one-line description and whether it is a secret (never echoed in an error). Docker passes its own
+keys (``mode``, ``max-buffer-size``, ``cache-*``) through to plugins; they are accepted and kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+
+class LogOptionError(ValueError):
+    """A log option that StartLogging must refuse; the message names the option and is shown by docker run."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+_TRUE = {"1", "t", "true"}
+_FALSE = {"0", "f", "false"}
+
+
+def parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("is not a boolean (true or false)")
+
+
+def parse_duration(value: str) -> float:
+    """Go-style duration (``500ms``, ``1m30s``) or plain seconds; returns seconds."""
+    v = value.strip()
+    try:
+        seconds = float(v)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(v):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(v) or not v:
+            raise ValueError("is not a duration (e.g. 30s, 500ms, 1m)") from None
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def parse_size(value: str) -> int:
+    """Docker's size syntax (go-units, decimal): ``10m`` = 10 000 000 bytes."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise ValueError("is not a size (e.g. 10m, 512k, 1g)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_count(value: str) -> int:
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ValueError("is not a whole number") from None
+    if n < 0:
+        raise ValueError("must not be negative")
+    return n
+
+
+def parse_positive(value: str) -> int:
+    n = parse_count(value)
+    if n == 0:
+        raise ValueError("must be at least 1")
+    return n
+
+
+def parse_retries(value: str) -> int:
+    """-1 (the default) retries for ever."""
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ValueError("is not a whole number") from None
+    if n < -1:
+        raise ValueError("must be -1 (for ever) or more")
+    return n
+
+
+def parse_level(value: str) -> int:
+    n = parse_count(value)
+    if n > 9:
+        raise ValueError("must be between 0 (off) and 9")
+    return n
+
+
+def parse_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def parse_fields(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in parse_list(value):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"needs key=value pairs separated by commas; {item!r} has no key=")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
+def parse_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"is not a valid regular expression ({exc})") from None
+    return value
+
+
+def parse_url(value: str) -> str:
+    parsed = urlparse(value.strip())
+    if parsed.scheme not in {"http", "https", "socks5"} or not parsed.hostname:
+        raise ValueError("is not a URL (e.g. http://proxy:3128)")
+    return value.strip()
+
+
+def parse_text(value: str) -> str:
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Docker's own keys, passed through to every plugin.
+    Option("mode", one_of("blocking", "non-blocking"), "blocking", "dockerd's delivery mode (handled by dockerd)"),
+    Option("max-buffer-size", parse_size, None, "dockerd's buffer in non-blocking mode (handled by dockerd)"),
+    Option("cache-disabled", parse_bool, None, "dockerd's dual-logging cache (unused: the plugin reads logs)"),
+    Option("cache-max-size", parse_size, None, "dockerd's dual-logging cache size (unused)"),
+    Option("cache-max-file", parse_count, None, "dockerd's dual-logging cache files (unused)"),
+    Option("cache-compress", parse_bool, None, "dockerd's dual-logging cache compression (unused)"),
+    Option("labels", parse_list, (), "container labels to add to each document (comma list)"),
+    Option("labels-regex", parse_regex, None, "container labels matching this regex are added"),
+    Option("env", parse_list, (), "container environment variables to add (comma list; may hold secrets)"),
+    Option("env-regex", parse_regex, None, "environment variables matching this regex are added"),
+    Option("tag", parse_text, None, "Docker tag template, e.g. {{.Name}}"),
+    # The local store.
+    Option("max-size", parse_size, 10_000_000, "rotate the local file at this size (10m)"),
+    Option("max-file", parse_positive, 5, "local files kept per container, current one included"),
+    Option("compress", parse_bool, False, "gzip rotated local files"),
+    # Elasticsearch (names as in Elastic's plugin).
+    Option("hosts", parse_list, (), "Elasticsearch nodes, comma list of host:port or URLs"),
+    Option("endpoint", parse_list, (), "older name of hosts"),
+    Option("cloud_id", parse_text, None, "Elastic Cloud id (replaces hosts)"),
+    Option("user", parse_text, None, "basic-auth user"),
+    Option("password", parse_text, None, "basic-auth password", secret=True),
+    Option("api_key", parse_text, None, "API key, id:key or base64", secret=True),
+    Option("cloud_auth", parse_text, None, "Elastic Cloud user:password", secret=True),
+    Option("index", parse_text, "logs-docker-default", "target index or data stream; %{+yyyy.MM.dd} and %{[field]}"),
+    Option("pipeline", parse_text, None, "ingest pipeline"),
+    Option("timeout", parse_duration, 90.0, "per-request timeout"),
+    Option("backoff_init", parse_duration, 1.0, "first retry delay"),
+    Option("backoff_max", parse_duration, 60.0, "longest retry delay"),
+    Option("max_retries", parse_retries, -1, "retries of a retryable failure; -1 = for ever"),
+    Option("bulk_max_size", parse_positive, 1600, "documents per bulk request"),
+    Option("bulk_max_bytes", parse_size, 10_000_000, "bytes per bulk request"),
+    Option("flush_interval", parse_duration, 1.0, "longest wait before a partial bulk is sent"),
+    Option("compression_level", parse_level, 1, "gzip level of bulk bodies, 0 = off"),
+    Option("proxy_url", parse_url, None, "HTTP proxy"),
+    Option("name", parse_text, None, "agent.name in each document"),
+    Option("tags", parse_list, (), "tags added to each document (comma list)"),
+    Option("fields", parse_fields, (), "custom top-level fields, k=v,k2=v2"),
+    Option("dead_letter_index", parse_text, None, "index for documents Elasticsearch rejects"),
+    Option("ssl.certificate_authorities", parse_text, None, "CA certificates: PEM text or a file path"),
+    Option(
+        "ssl.verification_mode", one_of("full", "certificate", "none"), "full", "TLS verification: full, certificate, none"
+    ),
+    Option("ssl.certificate", parse_text, None, "client certificate: PEM text or a file path"),
+    Option("ssl.key", parse_text, None, "client key: PEM text or a file path", secret=True),
+)
+OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
+SECRET_OPTIONS = frozenset(opt.name for opt in OPTIONS if opt.secret)
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """The validated options of one logger; ``values`` holds every option, defaults filled in."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def ships(self) -> bool:
+        """Whether this container's lines go to Elasticsearch (otherwise they are only stored locally)."""
+        return bool(self.values["hosts"] or self.values["cloud_id"])
+
+
+def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
+    """Validate Docker's ``Info.Config``; raise ``LogOptionError`` naming the first bad option."""
+    raw = dict(config or {})
+    unknown = sorted(k for k in raw if k not in OPTIONS_BY_NAME)
+    if unknown:
+        raise LogOptionError(f"unknown log-opt {unknown[0]!r} (see the plugin's README for the options it takes)")
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        if opt.name not in raw:
+            values[opt.name] = opt.default
+            continue
+        value = raw[opt.name]
+        if not isinstance(value, str):
+            raise LogOptionError(f"log-opt {opt.name!r} must be a string")
+        try:
+            values[opt.name] = opt.parse(value)
+        except ValueError as exc:
+            shown = "the value given" if opt.secret else repr(value[:200])
+            raise LogOptionError(f"log-opt {opt.name!r}: {shown} {exc}") from None
+    _check_combinations(values, raw)
+    return LogOptions(values)
+
+
+def _check_combinations(values: dict[str, Any], raw: Mapping[str, Any]) -> None:
+    if raw.get("hosts") and raw.get("endpoint"):
+        raise LogOptionError("log-opts 'hosts' and 'endpoint' are the same option; give only one")
+    if values["endpoint"]:
+        values["hosts"] = values["endpoint"]
+    if values["hosts"] and values["cloud_id"]:
+        raise LogOptionError("log-opts 'hosts' and 'cloud_id' conflict; give only one")
+    basic = values["user"] is not None or values["password"] is not None
+    if basic and (values["user"] is None or values["password"] is None):
+        raise LogOptionError("log-opts 'user' and 'password' go together")
+    methods = [name for name, on in (("user", basic), ("api_key", values["api_key"]), ("cloud_auth", values["cloud_auth"])) if on]
+    if len(methods) > 1:
+        raise LogOptionError(f"log-opts {' and '.join(repr(m) for m in methods)} conflict; choose one way to authenticate")
+    if (values["ssl.certificate"] is None) != (values["ssl.key"] is None):
+        raise LogOptionError("log-opts 'ssl.certificate' and 'ssl.key' go together")
+    if values["compress"] and values["max-file"] == 1:
+        raise LogOptionError("log-opt 'compress' cannot be enabled when 'max-file' is 1")
+    if raw.get("max-buffer-size") and values["mode"] != "non-blocking":
+        raise LogOptionError("log-opt 'max-buffer-size' is only supported with 'mode=non-blocking'")
+    if values["backoff_init"] > values["backoff_max"]:
+        raise LogOptionError("log-opt 'backoff_init' must not exceed 'backoff_max'")

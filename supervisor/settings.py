@@ -1,0 +1,57 @@
+"""The plugin's own settings: environment variables that ``docker plugin set`` changes, parsed once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.logopts import parse_bool
+
+
+class SettingsError(ValueError):
+    """A plugin setting with a bad value; the plugin refuses to start and says which one."""
+
+
+def parse_log_level(value: str) -> int:
+    level = logging.getLevelName(value.strip().upper())
+    if not isinstance(level, int):
+        raise ValueError("must be one of debug, info, warning, error")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("LOG_LEVEL", parse_log_level, "info", "the plugin's own log level: debug, info, warning, error"),
+    Setting(
+        "DESTROY_LOGS_ON_STOP",
+        parse_bool,
+        "false",
+        "delete a container's local log files when it stops (after its lines were shipped)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    log_level: int = logging.INFO
+    destroy_logs_on_stop: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PluginSettings:
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.name, "") or setting.default
+            try:
+                values[setting.name.lower()] = setting.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"plugin setting {setting.name}={raw!r} {exc}") from None
+        return cls(**values)

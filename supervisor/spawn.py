@@ -1,0 +1,76 @@
+"""Forking a child from the warmed supervisor, and what the child must do first."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import resource
+import signal
+from collections.abc import Callable, Iterable
+
+from proto.messages import ExitCode
+
+log = logging.getLogger("elp.supervisor")
+
+_RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)
+
+
+def fork_child(role: str, keep_fds: Iterable[int], target: Callable[[], ExitCode]) -> int:
+    """Fork; in the child run ``target`` and leave with its exit code. Returns the child's pid.
+
+    The child never returns into the supervisor's event loop: it shares the loop's epoll instance, so touching
+    it would change the parent's registrations. It closes every inherited descriptor it does not own (the
+    plugin socket, dockerd's connections, other containers' FIFOs), makes its own loop and ZeroMQ context, and
+    always ends through ``os._exit``.
+    """
+    keep = sorted({0, 1, 2, *keep_fds})
+    # The child keeps everything inherited frozen, so its cyclic GC never writes to (and so copies) the shared
+    # pages of the supervisor's modules; the supervisor unfreezes at once and collects as usual.
+    gc.freeze()
+    pid = os.fork()
+    if pid:
+        gc.unfreeze()
+        return pid
+    code = ExitCode.CRASHED
+    try:
+        _become_child(role, keep)
+        code = target()
+    except SystemExit as exc:
+        code = ExitCode(exc.code) if isinstance(exc.code, int) and exc.code in {0, 1, 3} else ExitCode.CRASHED
+    except BaseException:
+        log.exception("%s crashed", role)
+    finally:
+        logging.shutdown()
+        os._exit(int(code))
+
+
+def _become_child(role: str, keep: list[int]) -> None:
+    signal.set_wakeup_fd(-1)
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+    _close_fds_except(keep)
+    gc.enable()
+    _retag_logging(role)
+
+
+def _close_fds_except(keep: list[int]) -> None:
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = limit if limit != resource.RLIM_INFINITY else 1 << 20
+    low = 0
+    for fd in keep:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, limit)
+
+
+def _retag_logging(role: str) -> None:
+    for handler in logging.getLogger().handlers:
+        fmt = handler.formatter
+        if fmt is not None and fmt._fmt is not None:
+            handler.setFormatter(logging.Formatter(fmt._fmt.replace("[supervisor]", f"[{role}]")))

@@ -1,0 +1,47 @@
+"""Batcher: groups a reader's records so that the processes downstream wake per batch, not per line."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from proto.messages import Batch
+
+
+@dataclass
+class Batcher:
+    """Collects records until ``max_bytes`` is reached or the oldest one waited ``max_wait`` seconds."""
+
+    container_id: str
+    fifo: str
+    max_bytes: int = 1 << 20
+    max_wait: float = 0.05
+    records: bytearray = field(default_factory=bytearray)
+    count: int = 0
+    next_seq: int = 0
+    started_at: float = 0.0
+
+    def added(self, n: int, now: float | None = None) -> None:
+        """Note that ``n`` records were appended to ``records``."""
+        if n and not self.count:
+            self.started_at = time.monotonic() if now is None else now
+        self.count += n
+
+    def due(self, now: float) -> bool:
+        return self.count > 0 and (len(self.records) >= self.max_bytes or now - self.started_at >= self.max_wait)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds until the current batch is due; None when there is nothing to send."""
+        if not self.count:
+            return None
+        return max(0.0, self.started_at + self.max_wait - now)
+
+    def take(self) -> Batch | None:
+        """The current batch, ready to send; None when empty."""
+        if not self.count:
+            return None
+        batch = Batch(self.container_id, self.fifo, self.next_seq, self.count, bytes(self.records))
+        self.next_seq += self.count
+        self.records.clear()
+        self.count = 0
+        return batch

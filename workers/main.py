@@ -1,0 +1,262 @@
+"""The reader process: one FIFO in, batches out, until EOF or SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import zmq
+
+from proto.messages import MAX_CONTROL_MESSAGE, ChildStats, ExitCode, LoggerClosed
+from workers.batcher import Batcher
+from workers.reader import FrameReader
+
+log = logging.getLogger("elp.reader")
+
+READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20
+STATS_INTERVAL = 1.0
+# A read this big means the container is writing fast: read again at once instead of letting the pipe fill
+# while the batch waits for its deadline.
+BUSY_READ = 64 * 1024
+# Bound for batches that ZeroMQ could not take yet (the local store is slow or restarting). Beyond it the
+# oldest batch is dropped and counted: a stalled consumer must never block the container.
+PENDING_MAX_BYTES = 64 << 20
+CLOSE_DEADLINE_MS = 5000
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """Everything a reader needs, fixed when the supervisor forks it."""
+
+    container_id: str
+    fifo_path: str
+    fifo_fd: int
+    control: socket.socket
+    endpoints: tuple[str, ...]
+    max_wait: float = 0.05
+
+
+class ReaderProcess:
+    """Drains one FIFO: read, cut, decode, batch, PUSH; reports its counters to the supervisor."""
+
+    def __init__(self, spec: ReaderSpec) -> None:
+        self.spec = spec
+        self.reader = FrameReader()
+        self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path), max_wait=spec.max_wait)
+        self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
+        self.dropped_batches = 0
+        self.dropped_lines = 0
+        self.stopping = False
+        self.eof = False
+        self.parent = os.getppid()
+        self.corrupt_logged = False
+        self.busy = False
+
+    def run(self) -> ExitCode:
+        ctx = zmq.Context(io_threads=1)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 16)
+        push.setsockopt(zmq.LINGER, CLOSE_DEADLINE_MS)
+        for endpoint in self.spec.endpoints:
+            push.connect(endpoint)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._handle_term)
+        signal.signal(signal.SIGINT, self._handle_term)
+        fd = self.spec.fifo_fd
+        os.set_blocking(fd, False)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
+        try:
+            self._loop(push, wake_r)
+        finally:
+            push.close()
+            ctx.term()
+        return ExitCode.DONE
+
+    def _handle_term(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _loop(self, push: zmq.Socket, wake_r: int) -> None:
+        fd = self.spec.fifo_fd
+        poller = zmq.Poller()
+        poller.register(wake_r, zmq.POLLIN)
+        next_stats = time.monotonic()
+        watching_fifo = False
+        while True:
+            now = time.monotonic()
+            if now >= next_stats:
+                self._send_stats()
+                next_stats = now + STATS_INTERVAL
+                if os.getppid() != self.parent:
+                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
+                    self.stopping = True
+            # Coalesce: while a batch waits for its deadline, leave the FIFO alone, so that a quiet container
+            # costs one wake-up per batch instead of one per line.
+            want_fifo = (not self.batcher.count or self.busy) and not self.stopping
+            if want_fifo != watching_fifo:
+                if want_fifo:
+                    poller.register(fd, zmq.POLLIN)
+                else:
+                    poller.unregister(fd)
+                watching_fifo = want_fifo
+            poller.register(push, zmq.POLLOUT if self.pending else 0)
+            left = self.batcher.time_left(now)
+            timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
+            if self.stopping:
+                timeout = 0
+            events = dict(poller.poll(max(0, int(timeout * 1000) + (1 if timeout > 0 else 0))))
+            if wake_r in events:
+                _drain(wake_r)
+            if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
+                self._read_available()
+            if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
+                self._queue_batch()
+            self._send_pending(push)
+            if self.eof or self.stopping:
+                break
+        if self.eof:
+            self._queue(
+                LoggerClosed(
+                    self.spec.container_id,
+                    self.batcher.fifo,
+                    self.reader.counters.lines,
+                    self.reader.discarded_frames,
+                ).encode()
+            )
+        self._flush_pending(push)
+        self._send_stats()
+        counters = self.reader.counters
+        log.info(
+            "reader of %s done (%s): %d lines, %d bytes, %d frames discarded, %d batches dropped",
+            self.spec.container_id[:12],
+            "eof" if self.eof else "stopped",
+            counters.lines,
+            counters.bytes,
+            self.reader.discarded_frames,
+            self.dropped_batches,
+        )
+
+    def _read_available(self) -> None:
+        """Read until the pipe is empty (or the batch is full), feeding the batcher."""
+        fd = self.spec.fifo_fd
+        batcher = self.batcher
+        self.busy = False
+        while True:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if not chunk:
+                self.eof = True
+                lost = self.reader.finish()
+                if lost:
+                    log.warning(
+                        "container %s: stream ended inside a frame; %d bytes discarded",
+                        self.spec.container_id[:12],
+                        lost,
+                    )
+                return
+            n = self.reader.feed(chunk, batcher.records)
+            batcher.added(n)
+            self._log_corruption_once()
+            if len(batcher.records) >= batcher.max_bytes:
+                self._queue_batch()
+            if len(chunk) < BUSY_READ:
+                return
+            self.busy = True
+
+    def _log_corruption_once(self) -> None:
+        if not self.corrupt_logged and self.reader.discarded_frames:
+            self.corrupt_logged = True
+            log.error(
+                "container %s: corrupt log stream from dockerd (%d frames, %d bytes discarded so far); "
+                "reading goes on, the stats show the running count",
+                self.spec.container_id[:12],
+                self.reader.discarded_frames,
+                self.reader.discarded_bytes,
+            )
+
+    def _queue_batch(self) -> None:
+        batch = self.batcher.take()
+        if batch is not None:
+            self._queue(batch.encode(), batch.count)
+
+    def _queue(self, message: bytes, lines: int = 0) -> None:
+        self.pending.append(message)
+        self.pending_bytes += len(message)
+        while self.pending_bytes > PENDING_MAX_BYTES and len(self.pending) > 1:
+            dropped = self.pending.popleft()
+            self.pending_bytes -= len(dropped)
+            self.dropped_batches += 1
+            if self.dropped_batches == 1:
+                log.error(
+                    "container %s: the local store is not taking batches; dropping the oldest to keep the "
+                    "container running (see dropped_batches in stats)",
+                    self.spec.container_id[:12],
+                )
+
+    def _send_pending(self, push: zmq.Socket) -> None:
+        while self.pending:
+            try:
+                push.send(self.pending[0], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.pending_bytes -= len(self.pending.popleft())
+
+    def _flush_pending(self, push: zmq.Socket) -> None:
+        """At exit: give the consumers a bounded time to take what is left."""
+        deadline = time.monotonic() + CLOSE_DEADLINE_MS / 1000
+        while self.pending and time.monotonic() < deadline:
+            if push.poll(100, zmq.POLLOUT):
+                self._send_pending(push)
+        if self.pending:
+            log.error(
+                "container %s: %d batches could not be handed to the local store before exit",
+                self.spec.container_id[:12],
+                len(self.pending),
+            )
+
+    def _send_stats(self) -> None:
+        c = self.reader.counters
+        stats = ChildStats(
+            "reader",
+            {
+                "lines_total": c.lines,
+                "bytes_total": c.bytes,
+                "partial_chunks_total": c.partial_chunks,
+                "frames_discarded_total": self.reader.discarded_frames,
+                "bytes_discarded_total": self.reader.discarded_bytes,
+                "batches_dropped_total": self.dropped_batches,
+                "pending_bytes": self.pending_bytes,
+            },
+        ).encode()
+        if len(stats) > MAX_CONTROL_MESSAGE:
+            return
+        try:
+            self.spec.control.send(stats, socket.MSG_DONTWAIT)
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            pass  # the supervisor is busy or gone; the next report carries the same totals
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

@@ -67,11 +67,12 @@ class LocalStoreProcess:
         loop.add_reader(self.control.fileno(), self._on_control)
         self.pull = pull
         # ZeroMQ's FD is edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
-        loop.add_reader(pull.getsockopt(zmq.FD), self._on_data)
+        zmq_fd = int(pull.getsockopt(zmq.FD))
+        loop.add_reader(zmq_fd, self._on_data)
         loop.call_soon(self._on_data)
         stats = asyncio.create_task(self._report_stats())
         await self.stop.wait()
-        loop.remove_reader(pull.getsockopt(zmq.FD))
+        loop.remove_reader(zmq_fd)
         self._drain_all()
         stats.cancel()
         for task in list(self.streams):
@@ -87,7 +88,7 @@ class LocalStoreProcess:
     def _on_data(self) -> None:
         pull = self.pull
         for _ in range(RCVHWM):
-            if not pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if not int(pull.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
             self._handle(pull.recv(zmq.NOBLOCK))
         # Still more: yield to ReadLogs streams and control messages, then carry on.

@@ -29,7 +29,7 @@ def last_good_end(path: Path, size: int) -> int:
             f.seek(size - HEADER_SIZE)
             (n,) = HEADER.unpack(f.read(HEADER_SIZE))
             start = size - n - 2 * HEADER_SIZE
-            if 0 <= start and n <= MAX_FRAME:
+            if start >= 0 and n <= MAX_FRAME:
                 f.seek(start)
                 head = f.read(HEADER_SIZE)
                 if len(head) == HEADER_SIZE and HEADER.unpack(head)[0] == n:

@@ -8,7 +8,7 @@ file backwards from its end.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from proto.entry_pb2 import LogEntry
 
@@ -31,19 +31,24 @@ def encode_record(body: bytes) -> bytes:
     return size + body + size
 
 
+# dockerd's encoder writes ``source`` first and it is always "stdout" or "stderr": every frame body starts with
+# these bytes (field 1, length 6, "std"). After a corrupt length this is where the next frame can begin.
+FRAME_MARK = b"\n\x06std"
+
+
 @dataclass
 class FrameSplitter:
     """Cuts a byte stream into frame bodies, across any chunk boundaries.
 
-    A length above ``MAX_FRAME`` means the stream is corrupt: the splitter cannot know where the next frame
-    starts, so it throws away what it holds and resynchronises on the next chunk boundary. dockerd writes one
-    frame per ``write()``, so a fresh chunk usually starts with a frame header again. Every discarded byte is
-    counted; nothing here ever blocks or raises on bad input.
+    A length above ``MAX_FRAME`` means the stream is corrupt. The splitter then skips ahead to the next place
+    that looks like the start of one of dockerd's frames (a plausible length followed by ``FRAME_MARK``) and goes
+    on from there. Every skipped byte is counted; nothing here ever blocks or raises on bad input.
     """
 
     tail: bytes = b""
     discarded_bytes: int = 0
     oversized_frames: int = 0
+    resyncing: bool = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk`` and return every complete frame body now available, in order."""
@@ -56,18 +61,33 @@ class FrameSplitter:
         while end - pos >= HEADER_SIZE:
             (size,) = unpack_from(buf, pos)
             if size > MAX_FRAME:
-                self.oversized_frames += 1
-                self.discarded_bytes += end - pos
-                pos = end
-                break
+                if not self.resyncing:
+                    self.oversized_frames += 1  # one per corrupt stretch, however long the search
+                pos = self._resync(buf, pos)
+                continue
             start = pos + HEADER_SIZE
-            pos = start + size
-            if pos > end:
-                pos = start - HEADER_SIZE
+            stop = start + size
+            if stop > end:
                 break
-            append(buf[start:pos])
+            append(buf[start:stop])
+            self.resyncing = False
+            pos = stop
         self.tail = buf[pos:]
         return bodies
+
+    def _resync(self, buf: bytes, pos: int) -> int:
+        """Position of the next plausible frame after a corrupt one at ``pos`` (or of what must wait for more)."""
+        mark = buf.find(FRAME_MARK, pos + HEADER_SIZE + 1)
+        if mark < 0:
+            # Keep the few bytes that could be the beginning of a header and mark split by the chunk boundary.
+            keep_from = max(pos + 1, len(buf) - HEADER_SIZE - len(FRAME_MARK) + 1)
+            self.discarded_bytes += keep_from - pos
+            self.resyncing = True
+            return keep_from
+        start = mark - HEADER_SIZE
+        self.discarded_bytes += start - pos
+        self.resyncing = True
+        return start
 
     @property
     def pending(self) -> int:

@@ -16,6 +16,7 @@ Also here: the exit codes every child leaves with, which the supervisor acts on.
 from __future__ import annotations
 
 import enum
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -141,8 +142,16 @@ class ReadRequest(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls for cls in (Batch, LoggerClosed, ChildStats, LoggerStarted, LoggerGone, ReadRequest)
 }
-_FIELD_NAMES: dict[str, tuple[str, ...]] = {
-    kind: tuple(f.name for f in fields(cls)) for kind, cls in MESSAGE_TYPES.items()
+
+
+def _wire_type(hint: Any) -> type:
+    """The plain type a field's value must have on the wire (``list[str]`` -> ``list``)."""
+    return typing.get_origin(hint) or hint
+
+
+_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
+    kind: tuple((name, _wire_type(hint)) for name, hint in typing.get_type_hints(cls).items() if name != "KIND")
+    for kind, cls in MESSAGE_TYPES.items()
 }
 
 
@@ -156,12 +165,16 @@ def decode(raw: bytes) -> Message:
         raise MessageError("message is not a map")
     kind = wire.get("kind")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if cls is None or not isinstance(kind, str):
         raise MessageError(f"unknown message kind {kind!r}")
     if wire.get("v") != VERSION:
         raise MessageError(f"{kind}: unsupported version {wire.get('v')!r}")
-    try:
-        values = {name: wire[name] for name in _FIELD_NAMES[kind] if name in wire}
-        return cls(**values)
-    except TypeError as exc:
-        raise MessageError(f"{kind}: {exc}") from None
+    values = {}
+    for name, expected in _FIELDS[kind]:
+        if name not in wire:
+            raise MessageError(f"{kind}: missing field {name!r}")
+        value = wire[name]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise MessageError(f"{kind}: field {name!r} must be {expected.__name__}, not {type(value).__name__}")
+        values[name] = value
+    return cls(**values)

@@ -28,6 +28,10 @@ cleanup() {
         echo "plugin $PLUGIN removed"
     fi
     if [ "$STARTED_ENGINE" = 1 ]; then
+        if [ "$rc" != 0 ]; then
+            echo "--- last plugin lines of $WORK/engine/dockerd.log ---"
+            grep 'plugin=' "$WORK/engine/dockerd.log" | tail -n 30 || true
+        fi
         "$ROOT/scripts/docker-engine.sh" stop "$WORK/engine" || true
     fi
     rm -rf "$WORK"

@@ -199,7 +199,8 @@ async def stats(request: web.Request) -> web.Response:
         "supervisor": {
             "pid": os.getpid(),
             "uptime_s": round(now - sup.started_at, 3),
-            "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in sup.loggers.values()),
+            "restarts": sum(svc.restarts for svc in sup.services.values())
+            + sum(lg.restarts for lg in sup.loggers.values()),
         },
         **services,
         "readers": readers,

@@ -190,7 +190,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("dead_letter_index", parse_text, None, "index for documents Elasticsearch rejects"),
     Option("ssl.certificate_authorities", parse_text, None, "CA certificates: PEM text or a file path"),
     Option(
-        "ssl.verification_mode", one_of("full", "certificate", "none"), "full", "TLS verification: full, certificate, none"
+        "ssl.verification_mode",
+        one_of("full", "certificate", "none"),
+        "full",
+        "TLS verification: full, certificate, none",
     ),
     Option("ssl.certificate", parse_text, None, "client certificate: PEM text or a file path"),
     Option("ssl.key", parse_text, None, "client key: PEM text or a file path", secret=True),
@@ -247,9 +250,11 @@ def _check_combinations(values: dict[str, Any], raw: Mapping[str, Any]) -> None:
     basic = values["user"] is not None or values["password"] is not None
     if basic and (values["user"] is None or values["password"] is None):
         raise LogOptionError("log-opts 'user' and 'password' go together")
-    methods = [name for name, on in (("user", basic), ("api_key", values["api_key"]), ("cloud_auth", values["cloud_auth"])) if on]
+    given = (("user", basic), ("api_key", values["api_key"]), ("cloud_auth", values["cloud_auth"]))
+    methods = [name for name, on in given if on]
     if len(methods) > 1:
-        raise LogOptionError(f"log-opts {' and '.join(repr(m) for m in methods)} conflict; choose one way to authenticate")
+        named = " and ".join(repr(m) for m in methods)
+        raise LogOptionError(f"log-opts {named} conflict; choose one way to authenticate")
     if (values["ssl.certificate"] is None) != (values["ssl.key"] is None):
         raise LogOptionError("log-opts 'ssl.certificate' and 'ssl.key' go together")
     if values["compress"] and values["max-file"] == 1:

@@ -86,7 +86,7 @@ def _read_exact(resp: http.client.HTTPResponse, n: int) -> bytes | None:
     while len(data) < n:
         chunk = resp.read(n - len(data))
         if not chunk:
-            return None if not data else data
+            return data or None
         data += chunk
     return data
 

@@ -1,0 +1,43 @@
+# Developer entry points. Everything Docker-related lives in scripts/ (see the comments there).
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+
+.PHONY: demo test plugin lint bench clean venv
+
+# The virtualenv is (re)made when missing or when pyproject.toml changed.
+$(VENV)/.installed: pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Unit tests and, as root with docker.io installed, the e2e tests (tests/e2e start a private dockerd).
+# Extra pytest arguments: make test PYTEST_ARGS='-k smoke -x'
+test: venv
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# Build the plugin and enable it on the Docker engine that already runs (DOCKER_HOST or default socket).
+# make plugin PLUGIN_SETTINGS='data.source=/srv/logs LOG_LEVEL=debug' BASE_IMAGE=...
+plugin: venv
+	scripts/build-plugin.sh $(PLUGIN_SETTINGS)
+
+# Private engine, local images, plugin, one busybox container: see scripts/demo.sh.
+demo: venv
+	scripts/demo.sh
+
+lint: venv
+	$(VPY) -m ruff check .
+	$(VPY) -m mypy
+
+# Every bench/*.py module in turn (bench/docker_run.py starts its own private engine: needs root).
+bench: venv
+	@set -e; for f in bench/*.py; do \
+		m=$$(basename $$f .py); case $$m in _*) continue;; esac; \
+		echo "== python -m bench.$$m"; $(VPY) -m bench.$$m; \
+	done
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -33,8 +33,8 @@ for glibc_minor in $(seq 36 -1 5); do
     PLATFORM_ARGS+=(--platform "manylinux_2_${glibc_minor}_$(uname -m)")
 done
 
-log() { printf '\n[build-plugin] %s\n' "$*" >&2; }
-timed() { local t0=$SECONDS; "$@"; log "  ($(( SECONDS - t0 )) s)"; }
+log() { printf '[build-plugin] %s\n' "$*" >&2; }
+timed() { local t0=$SECONDS; "$@"; log "  done in $(( SECONDS - t0 )) s"; }
 
 build_wheels() {
     mkdir -p "$WHEELS"
@@ -103,5 +103,5 @@ timed build_rootfs
 log "docker plugin create $NAME $*"
 timed install_plugin "$@"
 log "docker plugin enable --timeout 0 $NAME"
-timed docker plugin enable --timeout 0 "$NAME"
+timed docker plugin enable --timeout 0 "$NAME" >/dev/null
 docker plugin ls >&2

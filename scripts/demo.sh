@@ -12,7 +12,8 @@ PLUGIN=elastic-logging-plugin:latest
 CONTAINER=elp-demo
 BUSYBOX_IMAGE=test/busybox
 
-section() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' normal=$'\033[0m'; else bold='' normal=''; fi
+section() { printf '\n%s==== %s ====%s\n' "$bold" "$*" "$normal"; }
 
 WORK=$(mktemp -d /tmp/elp-demo.XXXXXX)
 DATA="$WORK/plugin-data"        # the plugin's `data` mount source: /var/lib/docker inside the plugin

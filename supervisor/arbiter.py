@@ -188,10 +188,17 @@ class Supervisor:
             if svc.child is None and svc.respawn_at is not None and now >= svc.respawn_at:
                 svc.child = self._spawn_service(svc.role)
                 svc.respawn_at = None
+                if svc.role is Role.LOCALSTORE:
+                    self._sync_localstore()
         for lg in self.loggers.values():
             if lg.child is None and lg.respawn_at is not None and now >= lg.respawn_at:
                 lg.child = self._spawn_reader(lg)
                 lg.respawn_at = None
+
+    def _sync_localstore(self) -> None:
+        """A (re)started local store learns every running logger, as if their StartLogging came now."""
+        for lg in self.loggers.values():
+            self.send_to_localstore(LoggerStarted(lg.container_id, lg.fifo_name, lg.info))
 
     def _spawn_service(self, role: Role) -> Child:
         data_dir = self.config.data_dir

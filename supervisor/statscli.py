@@ -11,14 +11,20 @@ from typing import Any
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over the plugin's unix socket (dockerd sends Host: plugin.moby.localhost; nobody checks it)."""
+
     def __init__(self, path: Path, timeout: float = 5.0) -> None:
-        super().__init__("localhost", timeout=timeout)
+        super().__init__("plugin.moby.localhost", timeout=timeout)
         self.unix_path = str(path)
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
 
 

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,20 +19,9 @@ from typing import Any
 
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_frame
+from supervisor.statscli import UnixHTTPConnection
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        super().__init__("plugin.moby.localhost", timeout=timeout)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
 
 
 @dataclass

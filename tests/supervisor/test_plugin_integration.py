@@ -305,3 +305,19 @@ def test_crashed_reader_is_respawned_on_its_fifo(plugin: RunningPlugin) -> None:
     assert plugin.stats()["readers"][0]["restarts"] == 1
     assert "killed by SIGKILL" in plugin.log_text()
     lg.stop()
+
+
+def test_killed_localstore_is_respawned_and_storing_goes_on(plugin: RunningPlugin) -> None:
+    lg = plugin.logger()
+    lg.start()
+    lg.write(entry(b"before"))
+    wait_stored(plugin, 1)
+    old = plugin.stats()["localstore"]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: plugin.stats()["localstore"]["pid"] not in (None, old), message="a new local store")
+    lg.write(entry(b"after"))
+    wait_until(lambda: [e.line for e in plugin.client.read_logs(lg.info)] == [b"before\n", b"after\n"],
+               message="lines written after the respawn to be stored")
+    assert plugin.stats()["localstore"]["restarts"] == 1
+    lg.stop()
+    wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")

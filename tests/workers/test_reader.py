@@ -1,0 +1,181 @@
+"""Unit tests for workers/reader.py (FrameReader)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proto.entry_pb2 import LogEntry, PartialLogEntryMetadata
+from proto.framing import HEADER, HEADER_SIZE, encode_frame
+from workers.reader import FrameReader
+
+
+def records(out: bytes) -> list[LogEntry]:
+    """Parse ``[N][LogEntry][N]`` records, checking both lengths agree and nothing is left over."""
+    entries = []
+    pos = 0
+    while pos < len(out):
+        (n,) = HEADER.unpack_from(out, pos)
+        (n2,) = HEADER.unpack_from(out, pos + HEADER_SIZE + n)
+        assert n == n2, f"record at {pos}: leading length {n} != trailing length {n2}"
+        entries.append(LogEntry.FromString(out[pos + HEADER_SIZE : pos + HEADER_SIZE + n]))
+        pos += n + 2 * HEADER_SIZE
+    assert pos == len(out)
+    return entries
+
+
+def partial(line: bytes, last: bool, ordinal: int, t: int = 5) -> LogEntry:
+    return LogEntry(
+        source="stdout",
+        time_nano=t,
+        line=line,
+        partial=True,
+        partial_log_metadata=PartialLogEntryMetadata(last=last, id="c" * 64, ordinal=ordinal),
+    )
+
+
+def test_complete_lines_get_a_newline() -> None:
+    entries = [
+        LogEntry(source="stdout", time_nano=1700000000123456789, line=b"hello"),
+        LogEntry(source="stderr", time_nano=2, line=b""),
+        LogEntry(source="stdout", time_nano=3, line=b"tty line\r"),
+    ]
+    reader = FrameReader()
+    out = bytearray()
+    assert reader.feed(b"".join(encode_frame(e) for e in entries), out) == 3
+    stored = records(bytes(out))
+    assert [e.line for e in stored] == [b"hello\n", b"\n", b"tty line\r\n"]
+    assert [e.source for e in stored] == ["stdout", "stderr", "stdout"]
+    assert [e.time_nano for e in stored] == [1700000000123456789, 2, 3]
+    assert not any(e.partial for e in stored)
+
+
+def test_partial_chunks_keep_no_newline_except_the_last() -> None:
+    chunks = [partial(b"a" * 10, False, 1), partial(b"b" * 10, False, 2), partial(b"end", True, 3)]
+    reader = FrameReader()
+    out = bytearray()
+    reader.feed(b"".join(encode_frame(e) for e in chunks), out)
+    stored = records(bytes(out))
+    assert [e.line for e in stored] == [b"a" * 10, b"b" * 10, b"end\n"]
+    # Everything else of the chunk is kept as it was.
+    assert [e.partial_log_metadata.ordinal for e in stored] == [1, 2, 3]
+    assert [e.partial_log_metadata.last for e in stored] == [False, False, True]
+    assert all(e.partial and e.partial_log_metadata.id == "c" * 64 for e in stored)
+    assert reader.counters.partial_chunks == 3
+    assert reader.counters.lines == 3
+
+
+def test_partial_without_metadata_keeps_no_newline() -> None:
+    """Pre-19.03 dockerd sent partial=true with empty metadata."""
+    reader = FrameReader()
+    out = bytearray()
+    reader.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x", partial=True)), out)
+    assert [e.line for e in records(bytes(out))] == [b"x"]
+    assert reader.counters.partial_chunks == 1
+
+
+def test_record_layout_and_appending_to_existing_buffer() -> None:
+    entry = LogEntry(source="stdout", time_nano=9, line=b"abc")
+    out = bytearray(b"PREFIX")
+    FrameReader().feed(encode_frame(entry), out)
+    assert out[:6] == b"PREFIX"
+    record = bytes(out[6:])
+    body = LogEntry(source="stdout", time_nano=9, line=b"abc\n").SerializeToString()
+    assert record == HEADER.pack(len(body)) + body + HEADER.pack(len(body))
+
+
+@pytest.mark.parametrize("bad_body", [b"\x0a\x05ab", b"\x0a\x02\xff\xfe", b"\xff\xff\xff"], ids=str)
+def test_undecodable_frames_are_counted_and_skipped(bad_body: bytes) -> None:
+    good = [LogEntry(source="stdout", time_nano=i, line=b"ok%d" % i) for i in range(2)]
+    stream = encode_frame(good[0]) + HEADER.pack(len(bad_body)) + bad_body + encode_frame(good[1])
+    reader = FrameReader()
+    out = bytearray()
+    assert reader.feed(stream, out) == 2
+    assert [e.line for e in records(bytes(out))] == [b"ok0\n", b"ok1\n"]
+    assert reader.counters.undecodable_frames == 1
+    assert reader.counters.discarded_frames == 1
+    assert reader.discarded_frames == 1
+    assert reader.counters.lines == 2
+
+
+def test_oversized_frames_count_as_discarded() -> None:
+    reader = FrameReader()
+    out = bytearray()
+    good = encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x"))
+    assert reader.feed(b"\xff\xff\xff\xff" + b"\xee" * 10 + good, out) == 1
+    assert reader.discarded_frames == 1
+    assert reader.discarded_bytes == 14
+
+
+def test_counters_over_several_chunks() -> None:
+    entries = [LogEntry(source="stdout", time_nano=i, line=b"l" * i) for i in range(5)]
+    entries.append(partial(b"p", False, 1))
+    stream = b"".join(encode_frame(e) for e in entries)
+    chunks = [stream[:7], stream[7:8], stream[8:50], stream[50:]]
+    reader = FrameReader()
+    out = bytearray()
+    total = sum(reader.feed(c, out) for c in chunks)
+    assert total == 6
+    assert reader.counters.lines == 6
+    assert reader.counters.bytes == len(stream)
+    assert reader.counters.partial_chunks == 1
+    assert reader.counters.undecodable_frames == 0
+    assert len(records(bytes(out))) == 6
+
+
+def test_finish_reports_truncated_trailing_frame() -> None:
+    frame = encode_frame(LogEntry(source="stdout", time_nano=1, line=b"truncated"))
+    reader = FrameReader()
+    out = bytearray()
+    assert reader.feed(frame + frame[:-4], out) == 1
+    assert reader.finish() == len(frame) - 4
+    assert reader.discarded_bytes == len(frame) - 4
+    assert len(records(bytes(out))) == 1
+
+
+def test_finish_after_clean_end_is_zero() -> None:
+    reader = FrameReader()
+    out = bytearray()
+    reader.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x")), out)
+    assert reader.finish() == 0
+    assert reader.discarded_bytes == 0
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> LogEntry:
+    entry = LogEntry(
+        source=draw(st.sampled_from(["stdout", "stderr"])),
+        time_nano=draw(st.integers(min_value=0, max_value=2**62)),
+        line=draw(st.binary(max_size=100)),
+    )
+    if draw(st.booleans()):
+        entry.partial = True
+        entry.partial_log_metadata.last = draw(st.booleans())
+        entry.partial_log_metadata.ordinal = draw(st.integers(min_value=1, max_value=100))
+    return entry
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(entries(), max_size=10), points=st.lists(st.integers(min_value=0), max_size=10))
+def test_stored_records_for_any_chunking(items: list[LogEntry], points: list[int]) -> None:
+    stream = b"".join(encode_frame(e) for e in items)
+    bounds = [0, *sorted(p % (len(stream) + 1) for p in points), len(stream)]
+    reader = FrameReader()
+    out = bytearray()
+    for a, b in itertools.pairwise(bounds):
+        reader.feed(stream[a:b], out)
+    stored = records(bytes(out))
+    assert len(stored) == len(items)
+    for original, kept in zip(items, stored, strict=True):
+        complete = not original.partial or original.partial_log_metadata.last
+        assert kept.line == original.line + (b"\n" if complete else b"")
+        assert (kept.source, kept.time_nano, kept.partial) == (
+            original.source, original.time_nano, original.partial
+        )
+    assert reader.counters.lines == len(items)
+    assert reader.counters.bytes == len(stream)
+    assert reader.counters.partial_chunks == sum(e.partial for e in items)
+    assert reader.finish() == 0

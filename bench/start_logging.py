@@ -50,7 +50,8 @@ def main() -> None:
         # Each start() above also made one Capabilities call and the FIFO; subtract neither: it is the upper bound.
         print(f"StartLogging with {args.containers} readers forked one after another")
         for name, values in (("Capabilities (reference)", caps), ("StartLogging incl. fork", starts)):
-            print(f"  {name:26}: p50 {statistics.median(values) * 1000:6.2f} ms   p99 {percentile(values, .99) * 1000:6.2f} ms")
+            p50, p99 = statistics.median(values) * 1000, percentile(values, 0.99) * 1000
+            print(f"  {name:26}: p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
         print(f"  ratio p50 StartLogging / Capabilities: {statistics.median(starts) / statistics.median(caps):.1f}"
               "  (goal: StartLogging p99 < 50 ms)")
     finally:

@@ -14,7 +14,7 @@ import zmq
 
 from localstore.paths import ipc_dir, is_container_id, localstore_endpoint
 from localstore.readlogs import ReadLogsStream
-from localstore.store import LocalStore
+from localstore.store import LocalStore, StoreOptions, StoreSettings
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     MAX_DATA_MESSAGE,
@@ -37,15 +37,16 @@ RCVHWM = 64
 # Closed FIFOs are remembered this long for followers that asked just before the close.
 CLOSED_FIFO_TTL = 600.0
 DRAIN_QUIET_MS = 100
+EXPIRY_INTERVAL = 60.0
 
 
 class LocalStoreProcess:
     """Owns the files; one asyncio loop serves the data path, the control path and every ReadLogs stream."""
 
-    def __init__(self, data_dir: Path, control: socket.socket) -> None:
+    def __init__(self, data_dir: Path, control: socket.socket, settings: StoreSettings) -> None:
         self.data_dir = data_dir
         self.control = control
-        self.store = LocalStore(data_dir)
+        self.store = LocalStore(data_dir, settings)
         self.stop = asyncio.Event()
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
@@ -109,12 +110,12 @@ class LocalStoreProcess:
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
             self.store.append(msg.container_id, msg.records, msg.count)
         elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
-            self._closed(msg.container_id, msg.fifo)
+            self._closed(msg.container_id, msg.fifo, msg.lines)
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the data path"))
 
-    def _closed(self, container_id: str, fifo: str) -> None:
-        self.store.logger_closed(container_id, fifo)
+    def _closed(self, container_id: str, fifo: str, lines: int) -> None:
+        self.store.logger_closed(container_id, fifo, lines)
         self.closed_at[fifo] = time.monotonic()
 
     def _bad_message(self, exc: Exception) -> None:
@@ -156,9 +157,10 @@ class LocalStoreProcess:
         for fd in fds:
             os.close(fd)
         if isinstance(msg, LoggerStarted) and is_container_id(msg.container_id):
-            self.store.logger_started(msg.container_id, msg.fifo, msg.info)
+            options = StoreOptions(msg.max_size, msg.max_file, msg.compress)
+            self.store.logger_started(msg.container_id, msg.fifo, msg.info, options)
         elif isinstance(msg, LoggerGone) and is_container_id(msg.container_id):
-            self._closed(msg.container_id, msg.fifo)
+            self._closed(msg.container_id, msg.fifo, 0)
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 
@@ -177,9 +179,13 @@ class LocalStoreProcess:
             sock.close()
 
     async def _report_stats(self) -> None:
+        next_expiry = 0.0
         while True:
             self._send_stats()
             self._prune_closed()
+            if time.monotonic() >= next_expiry:
+                self.store.expire(time.time())
+                next_expiry = time.monotonic() + EXPIRY_INTERVAL
             await asyncio.sleep(STATS_INTERVAL)
 
     def _prune_closed(self) -> None:
@@ -205,7 +211,13 @@ class LocalStoreProcess:
                 "read_streams": c.read_streams,
                 "read_streams_total": c.read_streams_total,
                 "bad_messages_total": self.bad_messages,
+                "records_dropped_total": c.records_dropped_total,
+                "destroyed_total": c.destroyed_total,
+                "expired_total": c.expired_total,
+                "rotations_total": sum(clog.rotations for clog in self.store.logs.values()),
+                "compressing": sum(clog.compressing for clog in self.store.logs.values()),
                 "disk_free_bytes": free,
+                "per_container": self.store.per_container(),
             },
         )
         try:

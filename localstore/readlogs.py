@@ -2,19 +2,24 @@
 
 The records on disk are ``[N][LogEntry][N]`` and a ReadLogs response is ``[N][LogEntry]`` frames, so serving
 is slicing: the stored entries already end complete lines with ``"\\n"``. Order of operations follows Docker's
-own file drivers: take the last ``tail`` records, then skip records before ``since`` (until the first one at or
-after it), stop at the first record after ``until``; then, when following, go on with new records from exactly
-where the history ended until the container's loggers closed.
+own file drivers: take the last ``tail`` records (walking back across rotated files), then skip records before
+``since`` (until the first one at or after it), stop at the first record after ``until``; then, when following,
+go on with new records from exactly where the history ended until the container's loggers closed.
+
+Positions are ``(generation, offset)`` (see segments.py), so rotations during a request lose and repeat nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from pathlib import Path
+from typing import BinaryIO
 
+from localstore.segments import chain, existing_rotated, open_segment
 from localstore.store import ContainerLog, LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME
@@ -24,28 +29,34 @@ log = logging.getLogger("elp.localstore")
 
 CHUNK = 1 << 20
 FOLLOW_POLL = 0.5
+Position = tuple[int, int]
+
+
+def tail_in(f: BinaryIO, end: int, tail: int) -> tuple[int, int]:
+    """Walk back up to ``tail`` records from ``end``; return (offset reached, records found)."""
+    pos, found = end, 0
+    block_start, block = end, b""
+    while found < tail and pos >= 2 * HEADER_SIZE:
+        if pos - HEADER_SIZE < block_start:
+            block_start = max(0, pos - CHUNK)
+            f.seek(block_start)
+            block = f.read(pos - block_start)
+        (n,) = HEADER.unpack_from(block, pos - HEADER_SIZE - block_start)
+        start = pos - n - 2 * HEADER_SIZE
+        if n > MAX_FRAME or start < 0:
+            log.warning("%s: corrupt record before offset %d; history starts after it", getattr(f, "name", "?"), pos)
+            return pos, -1
+        pos = start
+        found += 1
+    return pos, found
 
 
 def tail_start(path: Path, end: int, tail: int) -> int:
-    """Offset of the first of the last ``tail`` records before ``end`` (all when ``tail`` < 0)."""
+    """Offset of the first of the last ``tail`` records before ``end`` of one file (all when ``tail`` < 0)."""
     if tail < 0:
         return 0
-    pos = end
     with open(path, "rb") as f:
-        block_start, block = end, b""
-        while tail > 0 and pos >= 2 * HEADER_SIZE:
-            if pos - HEADER_SIZE < block_start:
-                block_start = max(0, pos - CHUNK)
-                f.seek(block_start)
-                block = f.read(pos - block_start)
-            (n,) = HEADER.unpack_from(block, pos - HEADER_SIZE - block_start)
-            start = pos - n - 2 * HEADER_SIZE
-            if n > MAX_FRAME or start < 0:
-                log.warning("%s: corrupt record before offset %d; tail starts there", path, pos)
-                break
-            pos = start
-            tail -= 1
-    return pos
+        return tail_in(f, end, tail)[0]
 
 
 class ReadLogsStream:
@@ -57,6 +68,8 @@ class ReadLogsStream:
         self.sock = sock
         self.since_pending = request.since_ns > 0
         self.sent = 0
+        self.handle: tuple[int, BinaryIO] | None = None
+        self.scratch = store.data_dir / "tmp"
 
     async def run(self) -> None:
         req = self.request
@@ -65,19 +78,42 @@ class ReadLogsStream:
             clog = self.store.get(req.container_id)
         if clog is None:
             return
-        end = clog.size
-        pos = tail_start(clog.path, end, req.tail) if end else 0
-        pos, stop = await self._send_range(clog, pos, end)
-        if stop or not req.follow:
-            return
-        await self._follow(clog, pos)
+        try:
+            snapshot = (clog.generation, clog.size)
+            start = await self._history_start(clog, snapshot)
+            pos, stop = await self._send(clog, start, snapshot)
+            if req.follow and not stop:
+                await self._follow(clog, pos)
+        finally:
+            self._release()
 
-    async def _follow(self, clog: ContainerLog, pos: int) -> None:
+    async def _history_start(self, clog: ContainerLog, snapshot: Position) -> Position:
+        tail = self.request.tail
+        if tail == 0:
+            return snapshot
+        if tail < 0:
+            oldest = max((index for index, _ in chain(clog.folder)), default=0)
+            return clog.generation - oldest, 0
+        generation, end = snapshot
+        remaining = tail
+        while True:
+            f = await self._open(clog, generation)
+            if f is None:
+                return generation + 1, 0
+            pos, found = tail_in(f, end if generation == snapshot[0] else _size(f), remaining)
+            if found < 0:
+                return generation, pos
+            remaining -= found
+            if remaining == 0 or pos > 0:
+                return generation, pos
+            generation -= 1
+
+    async def _follow(self, clog: ContainerLog, pos: Position) -> None:
         waiting_for = set(self.request.open_fifos)
         while True:
             changed = clog.changed
-            if clog.size > pos:
-                pos, stop = await self._send_range(clog, pos, clog.size)
+            if pos != (clog.generation, clog.size):
+                pos, stop = await self._send(clog, pos, None)
                 if stop:
                     return
                 continue
@@ -91,23 +127,75 @@ class ReadLogsStream:
                 if self._peer_gone():
                     return
 
-    async def _send_range(self, clog: ContainerLog, pos: int, end: int) -> tuple[int, bool]:
-        """Send records in [pos, end); return the new position and whether the stream must stop (until)."""
+    async def _send(self, clog: ContainerLog, pos: Position, stop_at: Position | None) -> tuple[Position, bool]:
+        """Send records from ``pos`` up to ``stop_at`` (or all that is stored now); return (position, until hit)."""
+        generation, offset = pos
+        while True:
+            last = stop_at[0] if stop_at else clog.generation
+            f = await self._open(clog, generation)
+            if f is None:
+                if generation >= last:
+                    return (generation, offset), False
+                log.warning("container %s: a rotated file was deleted before it could be read; skipping it",
+                            clog.container_id[:12])
+                generation, offset = generation + 1, 0
+                continue
+            if stop_at and generation == stop_at[0]:
+                end = stop_at[1]
+            elif generation == clog.generation:
+                end = clog.size
+            else:
+                end = _size(f)
+            offset, stop = await self._send_range(f, offset, end)
+            if stop:
+                return (generation, offset), True
+            if generation >= last:
+                return (generation, offset), False
+            generation, offset = generation + 1, 0
+
+    async def _open(self, clog: ContainerLog, generation: int) -> BinaryIO | None:
+        """The file of ``generation``, kept open while the stream is on it (it may be renamed or unlinked)."""
+        if self.handle and self.handle[0] == generation:
+            return self.handle[1]
+        self._release()
+        index = clog.generation - generation
+        for _ in range(2):  # a gzip job may replace the plain file between the lookup and the open
+            path = existing_rotated(clog.folder, index) if index >= 0 else None
+            if path is None:
+                return None
+            try:
+                if path.name.endswith(".gz"):
+                    loop = asyncio.get_running_loop()
+                    f = await loop.run_in_executor(None, open_segment, path, self.scratch)
+                else:
+                    f = open_segment(path, self.scratch)
+            except FileNotFoundError:
+                continue
+            self.handle = (generation, f)
+            return f
+        return None
+
+    def _release(self) -> None:
+        if self.handle:
+            self.handle[1].close()
+            self.handle = None
+
+    async def _send_range(self, f: BinaryIO, pos: int, end: int) -> tuple[int, bool]:
+        """Send the records in [pos, end) of ``f``; return the new offset and whether ``until`` was reached."""
         loop = asyncio.get_running_loop()
-        with open(clog.path, "rb") as f:
-            while pos < end:
-                f.seek(pos)
-                data = f.read(min(CHUNK, end - pos))
-                out, used, stop = self._frames(data)
-                if used == 0 and not stop:
-                    # No whole record fits although one always does (MAX_FRAME < CHUNK): a bad length.
-                    log.warning("%s: corrupt record at offset %d; skipping the rest of this read", clog.path, pos)
-                    return end, False
-                if out:
-                    await loop.sock_sendall(self.sock, out)
-                pos += used
-                if stop:
-                    return pos, True
+        while pos < end:
+            f.seek(pos)
+            data = f.read(min(CHUNK, end - pos))
+            out, used, stop = self._frames(data)
+            if used == 0 and not stop:
+                # No whole record fits although one always does (MAX_FRAME < CHUNK): a bad length.
+                log.warning("%s: corrupt record at offset %d; skipping the rest of this file", f.name, pos)
+                return end, False
+            if out:
+                await loop.sock_sendall(self.sock, out)
+            pos += used
+            if stop:
+                return pos, True
         return pos, False
 
     def _frames(self, data: bytes) -> tuple[bytearray, int, bool]:
@@ -146,3 +234,7 @@ class ReadLogsStream:
             return False
         except OSError:
             return True
+
+
+def _size(f: BinaryIO) -> int:
+    return os.fstat(f.fileno()).st_size

@@ -6,12 +6,21 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localstore.paths import INFO_NAME, LOG_NAME, container_dir
-from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME
+from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
+from localstore.segments import (
+    chain,
+    compress,
+    existing_rotated,
+    record_boundary_after,
+    rotated_path,
+    shift_chain,
+)
+from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME
 
 log = logging.getLogger("elp.localstore")
 
@@ -19,8 +28,10 @@ log = logging.getLogger("elp.localstore")
 def last_good_end(path: Path, size: int) -> int:
     """Offset just after the last intact record of a file of ``size`` bytes.
 
-    A crash can leave a torn record at the end. The fast path checks the final record's two length fields; if
-    they disagree, the file is walked from the start and cut after the last record whose lengths match.
+    A crash can leave a torn record at the end. The fast path trusts the final record only if its two length
+    fields agree *and* its body starts like every stored entry (``FRAME_MARK``): bytes inside a torn line (say,
+    NULs) can fake matching lengths, but hardly that. Otherwise the file is walked from the start and cut after the
+    last record whose lengths match.
     """
     if size == 0:
         return 0
@@ -29,10 +40,10 @@ def last_good_end(path: Path, size: int) -> int:
             f.seek(size - HEADER_SIZE)
             (n,) = HEADER.unpack(f.read(HEADER_SIZE))
             start = size - n - 2 * HEADER_SIZE
-            if start >= 0 and n <= MAX_FRAME:
+            if start >= 0 and len(FRAME_MARK) <= n <= MAX_FRAME:
                 f.seek(start)
-                head = f.read(HEADER_SIZE)
-                if len(head) == HEADER_SIZE and HEADER.unpack(head)[0] == n:
+                head = f.read(HEADER_SIZE + len(FRAME_MARK))
+                if HEADER.unpack_from(head)[0] == n and head[HEADER_SIZE:] == FRAME_MARK:
                     return size
         f.seek(0)
         data = f.read(size)
@@ -46,20 +57,35 @@ def last_good_end(path: Path, size: int) -> int:
     return pos
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How a container's files rotate (its ``max-size``, ``max-file`` and ``compress`` log options)."""
+
+    max_size: int = 10_000_000
+    max_file: int = 5
+    compress: bool = False
+
+
 @dataclass
 class ContainerLog:
-    """One container's log file: appended by batches, read by any number of ReadLogs streams.
+    """One container's files: appended by batches, read by any number of ReadLogs streams.
 
-    ``changed`` is replaced on every append, so a follower that took the current event before reading the
-    size cannot miss a write.
+    ``changed`` is replaced on every append and rotation, so a follower that took the current event before
+    looking at the size cannot miss a write. ``generation`` grows by one at each rotation (see segments.py).
     """
 
     container_id: str
     folder: Path
+    options: StoreOptions = field(default_factory=StoreOptions)
     fd: int = -1
     size: int = 0
+    generation: int = 0
+    rotations: int = 0
+    compressing: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     open_fifos: set[str] = field(default_factory=set)
+    bytes_total: int = 0
+    records_total: int = 0
 
     @property
     def path(self) -> Path:
@@ -82,14 +108,69 @@ class ContainerLog:
         self.size = good
 
     def append(self, records: bytes) -> None:
+        """Append whole records, rotating on the way so a file exceeds max-size by at most one record."""
         if self.fd < 0:
             self.open()
         view = memoryview(records)
+        limit = self.options.max_size
+        while view:
+            if limit and self.size >= limit and self._may_rotate():
+                self.rotate()
+            cut = len(view)
+            if limit and self.size + cut > limit and self._may_rotate():
+                cut = record_boundary_after(view, max(1, limit - self.size))
+            self._write(view[:cut])
+            view = view[cut:]
+        self.notify()
+
+    def _write(self, view: memoryview) -> None:
         while view:
             written = os.write(self.fd, view)
+            self.size += written
             view = view[written:]
-        self.size += len(records)
+
+    def _may_rotate(self) -> bool:
+        # While the last rotated file is being gzipped its name must stay put: the file grows a little instead.
+        return self.compressing == 0
+
+    def rotate(self) -> None:
+        opts = self.options
+        os.close(self.fd)
+        self.fd = -1
+        if opts.max_file <= 1:
+            self.path.unlink(missing_ok=True)  # readers that hold it open keep reading the old inode
+        else:
+            shift_chain(self.folder, opts.max_file)
+        self.generation += 1
+        self.rotations += 1
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = 0
+        if opts.compress and opts.max_file > 1:
+            self._compress_later(rotated_path(self.folder, 1))
         self.notify()
+
+    def _compress_later(self, path: Path) -> None:
+        self.compressing += 1
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._compressed(path, None)  # no loop (a unit test): compress right here
+            return
+        future = loop.run_in_executor(None, compress, path)
+        future.add_done_callback(lambda f: self._compressed(path, f))
+
+    def _compressed(self, path: Path, future: asyncio.Future[Path] | None) -> None:
+        self.compressing -= 1
+        try:
+            if future is None:
+                compress(path)
+            else:
+                future.result()
+        except OSError as exc:
+            log.error("container %s: cannot compress %s: %s (kept uncompressed)", self.container_id[:12], path, exc)
+
+    def file_count(self) -> int:
+        return sum(1 for _ in chain(self.folder))
 
     def notify(self) -> None:
         self.changed.set()
@@ -105,19 +186,31 @@ class ContainerLog:
 class StoreCounters:
     bytes_total: int = 0
     records_total: int = 0
+    records_dropped_total: int = 0
     write_errors_total: int = 0
     read_streams: int = 0
     read_streams_total: int = 0
+    destroyed_total: int = 0
+    expired_total: int = 0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Plugin-wide behaviour of the store (plugin settings, not log options)."""
+
+    destroy_logs_on_stop: bool = False
+    retain_stopped_for: float = 0.0  # seconds; 0 keeps files for ever
 
 
 class LocalStore:
     """All containers' files under ``<data dir>/containers/<container id>/``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, settings: StoreSettings | None = None) -> None:
         self.data_dir = data_dir
+        self.settings = settings or StoreSettings()
         self.logs: dict[str, ContainerLog] = {}
         # FIFOs whose reader said LoggerClosed (or that the supervisor declared gone): followers of a container
-        # end once every FIFO they wait for is in here. Pruned as containers restart.
+        # end once every FIFO they wait for is in here. The caller prunes it.
         self.closed_fifos: set[str] = set()
         self.counters = StoreCounters()
         self.failing: dict[str, str] = {}
@@ -126,6 +219,8 @@ class LocalStore:
         clog = self.logs.get(container_id)
         if clog is None:
             clog = ContainerLog(container_id, container_dir(self.data_dir, container_id))
+            if clog.path.exists():  # from before a restart of the store
+                clog.size = last_good_end(clog.path, clog.path.stat().st_size)
             self.logs[container_id] = clog
         return clog
 
@@ -134,20 +229,27 @@ class LocalStore:
         try:
             clog.append(records)
         except OSError as exc:
+            # Disk full or folder unwritable: the batch is lost here (and counted); the next one tries again,
+            # so writing resumes by itself when space returns.
             self.counters.write_errors_total += 1
+            self.counters.records_dropped_total += count
             if self.failing.get(container_id) != exc.strerror:
                 self.failing[container_id] = exc.strerror or str(exc)
-                log.error("container %s: cannot write %s: %s", container_id[:12], clog.path, exc)
+                log.error("container %s: cannot write %s: %s; lines are dropped until it works again",
+                          container_id[:12], clog.path, exc)
             clog.close()
             return
         if self.failing.pop(container_id, None) is not None:
             log.info("container %s: writing to %s again", container_id[:12], clog.path)
         self.counters.bytes_total += len(records)
         self.counters.records_total += count
+        clog.bytes_total += len(records)
+        clog.records_total += count
 
-    def logger_started(self, container_id: str, fifo: str, info: dict[str, Any]) -> None:
+    def logger_started(self, container_id: str, fifo: str, info: dict[str, Any], options: StoreOptions) -> None:
         clog = self.get(container_id)
         clog.open_fifos.add(fifo)
+        clog.options = options
         self.closed_fifos.discard(fifo)
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
@@ -157,12 +259,60 @@ class LocalStore:
         except OSError as exc:
             log.error("container %s: cannot write %s: %s", container_id[:12], clog.folder / INFO_NAME, exc)
 
-    def logger_closed(self, container_id: str, fifo: str) -> None:
+    def logger_closed(self, container_id: str, fifo: str, lines: int) -> None:
+        """A logger reached EOF. When it carried lines and was the container's last one, the container stopped.
+
+        dockerd opens a temporary logger that never carries a line to serve ``docker logs`` of a stopped
+        container: its close is not a stop, so it never destroys anything.
+        """
         self.closed_fifos.add(fifo)
         clog = self.logs.get(container_id)
+        if clog is None:
+            return
+        clog.open_fifos.discard(fifo)
+        clog.notify()
+        if self.settings.destroy_logs_on_stop and lines > 0 and not clog.open_fifos:
+            self.destroy(container_id, "the container stopped and DESTROY_LOGS_ON_STOP is on")
+
+    def destroy(self, container_id: str, why: str) -> None:
+        """Delete every file of one container (and nothing else)."""
+        clog = self.logs.pop(container_id, None)
         if clog is not None:
-            clog.open_fifos.discard(fifo)
-            clog.notify()
+            clog.close()
+        folder = container_dir(self.data_dir, container_id)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("container %s: cannot delete %s: %s", container_id[:12], folder, exc)
+            return
+        self.counters.destroyed_total += 1
+        log.info("container %s: deleted its local logs (%s)", container_id[:12], why)
+
+    def expire(self, now: float) -> None:
+        """Delete the files of containers that stopped longer than ``retain_stopped_for`` ago."""
+        keep_for = self.settings.retain_stopped_for
+        if not keep_for:
+            return
+        try:
+            folders = list(containers_dir(self.data_dir).iterdir())
+        except FileNotFoundError:
+            return
+        for folder in folders:
+            cid = folder.name
+            if not is_container_id(cid):
+                continue
+            clog = self.logs.get(cid)
+            if clog is not None and clog.open_fifos:
+                continue
+            try:
+                last = max(p.stat().st_mtime for p in folder.iterdir())
+            except (OSError, ValueError):
+                continue
+            if now - last > keep_for:
+                self.destroy(cid, f"stopped for more than {keep_for:.0f}s (RETAIN_STOPPED_FOR)")
+                self.counters.expired_total += 1
 
     def existing(self, container_id: str) -> ContainerLog | None:
         """The container's log if anything was ever stored for it (also from before a restart)."""
@@ -170,11 +320,20 @@ class LocalStore:
         if clog is not None:
             return clog
         folder = container_dir(self.data_dir, container_id)
-        if not (folder / LOG_NAME).exists():
+        if existing_rotated(folder, 0) is None and existing_rotated(folder, 1) is None:
             return None
-        clog = self.get(container_id)
-        clog.size = last_good_end(clog.path, (folder / LOG_NAME).stat().st_size)
-        return clog
+        return self.get(container_id)
+
+    def per_container(self) -> dict[str, dict[str, int]]:
+        return {
+            cid: {
+                "bytes_total": clog.bytes_total,
+                "records_total": clog.records_total,
+                "rotations_total": clog.rotations,
+                "compressing": clog.compressing,
+            }
+            for cid, clog in self.logs.items()
+        }
 
     def close(self) -> None:
         for clog in self.logs.values():

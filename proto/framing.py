@@ -59,6 +59,13 @@ class FrameSplitter:
         pos = 0
         end = len(buf)
         while end - pos >= HEADER_SIZE:
+            if self.resyncing:
+                # After corruption only a header followed by the mark counts as the next frame.
+                if end - pos < HEADER_SIZE + len(FRAME_MARK):
+                    break
+                if buf[pos + HEADER_SIZE : pos + HEADER_SIZE + len(FRAME_MARK)] != FRAME_MARK:
+                    pos = self._resync(buf, pos)
+                    continue
             (size,) = unpack_from(buf, pos)
             if size > MAX_FRAME:
                 if not self.resyncing:

@@ -92,23 +92,28 @@ class LoggerClosed(Message):
 class ChildStats(Message):
     """any child -> supervisor, about once a second; also proves the child's loop is alive.
 
-    ``counters`` maps a figure's name (with its unit, e.g. ``bytes_total``) to a number.
+    ``counters`` maps a figure's name (with its unit, e.g. ``bytes_total``) to a number; the local store adds
+    ``per_container``: container id -> its own such map.
     """
 
     KIND: ClassVar[str] = "stats"
     role: str
-    counters: dict[str, int | float] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class LoggerStarted(Message):
     """supervisor -> local store. StartLogging accepted ``fifo`` for ``container_id``; ``info`` is Docker's
-    ``Info`` object, kept beside the container's files so that its logs stay readable once it stopped."""
+    ``Info`` object, kept beside the container's files so that its logs stay readable once it stopped.
+    ``max_size`` (bytes, 0 = never rotate), ``max_file`` and ``compress`` are its validated rotation options."""
 
     KIND: ClassVar[str] = "logger_started"
     container_id: str
     fifo: str
     info: dict[str, Any]
+    max_size: int
+    max_file: int
+    compress: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from localstore.main import LocalStoreProcess
 from localstore.paths import is_container_id, localstore_endpoint
+from localstore.store import StoreSettings
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     ChildStats,
@@ -198,17 +199,19 @@ class Supervisor:
     def _sync_localstore(self) -> None:
         """A (re)started local store learns every running logger, as if their StartLogging came now."""
         for lg in self.loggers.values():
-            self.send_to_localstore(LoggerStarted(lg.container_id, lg.fifo_name, lg.info))
+            self.send_to_localstore(_logger_started(lg))
 
     def _spawn_service(self, role: Role) -> Child:
         data_dir = self.config.data_dir
+        settings = self.config.settings
+        store_settings = StoreSettings(settings.destroy_logs_on_stop, settings.retain_stopped_for)
 
         def run_localstore(control: socket.socket) -> ExitCode:
             import uvloop
 
             loop = uvloop.new_event_loop()
             asyncio.set_event_loop(loop)
-            return loop.run_until_complete(LocalStoreProcess(data_dir, control).run())
+            return loop.run_until_complete(LocalStoreProcess(data_dir, control, store_settings).run())
 
         child = self._spawn(role, role.value, run_localstore)
         log.info("%s started (pid %d)", role, child.pid)
@@ -318,7 +321,7 @@ class Supervisor:
         lg = Logger(path, container_id, info, options, fd)
         self.loggers[path] = lg
         self.registry.save(LoggerRecord(path, info))
-        self.send_to_localstore(LoggerStarted(container_id, lg.fifo_name, info))
+        self.send_to_localstore(_logger_started(lg))
         lg.child = self._spawn_reader(lg)
 
     def stop_logging(self, fifo_path: str) -> None:
@@ -365,6 +368,11 @@ class Supervisor:
                 self.registry.remove(record.fifo_path)
                 continue
             log.info("re-attached to the FIFO of container %s", record.info.get("ContainerID", "?")[:12])
+
+
+def _logger_started(lg: Logger) -> LoggerStarted:
+    opts = lg.options
+    return LoggerStarted(lg.container_id, lg.fifo_name, lg.info, opts["max-size"], opts["max-file"], opts["compress"])
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -7,6 +7,7 @@ keys (``mode``, ``max-buffer-size``, ``cache-*``) through to plugins; they are a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ class LogOptionError(ValueError):
     """A log option that StartLogging must refuse; the message names the option and is shown by docker run."""
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)b?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
 _TRUE = {"1", "t", "true"}
@@ -36,7 +37,7 @@ def parse_bool(value: str) -> bool:
 
 
 def parse_duration(value: str) -> float:
-    """Go-style duration (``500ms``, ``1m30s``) or plain seconds; returns seconds."""
+    """Go-style duration (``500ms``, ``1m30s``, also ``7d``) or plain seconds; returns seconds."""
     v = value.strip()
     try:
         seconds = float(v)
@@ -49,8 +50,8 @@ def parse_duration(value: str) -> float:
             pos = m.end()
         if pos != len(v) or not v:
             raise ValueError("is not a duration (e.g. 30s, 500ms, 1m)") from None
-    if seconds < 0:
-        raise ValueError("must not be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("must be a finite, non-negative duration")
     return seconds
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.logopts import parse_bool
+from supervisor.logopts import parse_bool, parse_duration
 
 
 class SettingsError(ValueError):
@@ -37,6 +37,12 @@ SETTINGS: tuple[Setting, ...] = (
         "false",
         "delete a container's local log files when it stops (after its lines were shipped)",
     ),
+    Setting(
+        "RETAIN_STOPPED_FOR",
+        parse_duration,
+        "0",
+        "delete the local files of containers stopped for longer than this (e.g. 7d, 12h); 0 keeps them",
+    ),
 )
 
 
@@ -44,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
 class PluginSettings:
     log_level: int = logging.INFO
     destroy_logs_on_stop: bool = False
+    retain_stopped_for: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PluginSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import datetime
 import re
 
 _GO_TIME = re.compile(
@@ -20,11 +21,18 @@ def parse_go_time(value: object) -> int:
     if not m:
         raise ValueError(f"not an RFC 3339 time: {value[:60]!r}")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)  # only to refuse Feb 30, 24:00, 12:60...
+    except ValueError as exc:
+        raise ValueError(f"not a valid time: {value[:60]!r} ({exc})") from None
     seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
     zone = m.group(8)
     if zone != "Z":
+        zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
+        if zone_hours > 23 or zone_minutes > 59:
+            raise ValueError(f"not a valid time zone offset: {zone!r}")
         sign = 1 if zone[0] == "+" else -1
-        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        seconds -= sign * (zone_hours * 3600 + zone_minutes * 60)
     nanos = int((m.group(7) or "").ljust(9, "0") or 0)
     total = seconds * 1_000_000_000 + nanos
     return total if total > 0 else 0

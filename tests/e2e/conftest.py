@@ -149,9 +149,10 @@ def docker_engine() -> Iterator[DockerEngine]:
         unavailable("the e2e tests need root (they run a private dockerd)")
     if shutil.which("dockerd") is None:
         unavailable("dockerd is not installed (apt-get install docker.io)")
-    others = subprocess.run(["pgrep", "-ax", "dockerd"], capture_output=True, text=True, check=False).stdout
-    if others.strip():
-        unavailable(f"another dockerd is running; only one plugin-using engine may run at a time:\n{others}")
+    others = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    if others:
+        unavailable(f"another dockerd is running (pid {', '.join(others)}); only one plugin-using engine "
+                    "may run at a time")
     workdir = Path(tempfile.mkdtemp(prefix="elp-e2e-", dir="/tmp"))  # short: unix socket paths
     engine = DockerEngine(workdir)
     script = str(SCRIPTS / "docker-engine.sh")

@@ -11,7 +11,7 @@ import pytest
 
 from localstore.paths import LOG_NAME, container_dir
 from localstore.readlogs import CHUNK, ReadLogsStream, tail_start
-from localstore.store import LocalStore
+from localstore.store import LocalStore, StoreOptions
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER_SIZE, FrameSplitter, encode_frame, encode_record
 from proto.messages import ReadRequest
@@ -108,6 +108,7 @@ class Peer:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.task: asyncio.Task[None] | None = None
         self.splitter = FrameSplitter()
         self.entries: list[LogEntry] = []
         self.raw = bytearray()
@@ -127,6 +128,8 @@ class Peer:
                 await self._recv()
 
         await asyncio.wait_for(loop(), DEADLINE)
+        if len(self.entries) < n and self.task is not None and self.task.done() and self.task.exception():
+            raise self.task.exception()  # type: ignore[misc]
         assert len(self.entries) >= n, f"stream ended after {len(self.entries)} entries, expected {n}"
         return self.entries
 
@@ -153,10 +156,18 @@ def serve(store: LocalStore, req: ReadRequest, scenario: Scenario | None = None)
         peer = Peer(theirs)
         try:
             task = asyncio.create_task(ReadLogsStream(store, req, ours).run())
-            if scenario is not None:
-                await scenario(store, task, peer)
-            await asyncio.wait_for(task, DEADLINE)
-            ours.close()
+            peer.task = task
+            # When the stream ends (however), close its end like localstore.main does: the peer sees EOF.
+            task.add_done_callback(lambda _: ours.close())
+
+            async def finish() -> None:
+                await asyncio.wait_for(task, DEADLINE)
+
+            if scenario is None:
+                await asyncio.gather(finish(), peer.until_eof())
+                return peer.entries
+            await scenario(store, task, peer)
+            await finish()
             if theirs.fileno() >= 0:
                 await peer.until_eof()
             return peer.entries
@@ -170,6 +181,16 @@ def serve(store: LocalStore, req: ReadRequest, scenario: Scenario | None = None)
         store.close()
 
 
+async def stream_started() -> None:
+    """Let the just-created stream task run up to its first suspension.
+
+    Not a timed wait: one pass of the event loop. A stream with no history to send gets from its start to
+    the follow wait without suspending, so after this its history snapshot is taken and later appends are
+    live lines.
+    """
+    await asyncio.sleep(0)
+
+
 def times(entries: list[LogEntry]) -> list[int]:
     return [e.time_nano for e in entries]
 
@@ -181,8 +202,8 @@ def test_history_sends_stored_entries_as_frames(tmp_path: Path) -> None:
     store.append(CID, record(entries[-1]), 1)
 
     async def raw_check(_: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await asyncio.wait_for(task, DEADLINE)
         await peer.until_count(4)
+        await asyncio.wait_for(task, DEADLINE)
         # Frames are exactly the stored records without their trailing length: bytes go out unchanged.
         assert bytes(peer.raw) == b"".join(encode_frame(e) for e in entries)
 
@@ -273,25 +294,25 @@ def test_history_after_restart_once_the_container_logs_again(tmp_path: Path) -> 
     fill(old, [1, 2, 3])
     old.close()
     store = LocalStore(tmp_path)
-    store.logger_started(CID, "fifo-new", {"ContainerID": CID})
+    store.logger_started(CID, "fifo-new", {"ContainerID": CID}, StoreOptions())
     assert times(serve(store, request())) == [1, 2, 3]
 
 
 def test_follow_ends_when_every_fifo_waited_for_closed(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1, 2, 3])
-    store.logger_started(CID, "f1", {})
-    store.logger_started(CID, "f2", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
+    store.logger_started(CID, "f2", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
         assert times(await peer.until_count(2)) == [2, 3]
         fill(store, [4])
         assert times(await peer.until_count(3)) == [2, 3, 4]
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
         fill(store, [5, 6])  # f2 still open: still following
         assert times(await peer.until_count(5)) == [2, 3, 4, 5, 6]
         assert not task.done()
-        store.logger_closed(CID, "f2")
+        store.logger_closed(CID, "f2", lines=1)
         await asyncio.wait_for(task, DEADLINE)
 
     assert times(serve(store, request(tail=2, follow=True, fifos=("f1", "f2")), live)) == [2, 3, 4, 5, 6]
@@ -300,12 +321,12 @@ def test_follow_ends_when_every_fifo_waited_for_closed(tmp_path: Path) -> None:
 def test_follow_sends_lines_written_after_close_was_announced_before_ending(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1])
-    store.logger_started(CID, "f1", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
         await peer.until_count(1)
         fill(store, [2, 3])
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
         await asyncio.wait_for(task, DEADLINE)
 
     assert times(serve(store, request(follow=True, fifos=("f1",)), live)) == [1, 2, 3]
@@ -314,12 +335,13 @@ def test_follow_sends_lines_written_after_close_was_announced_before_ending(tmp_
 def test_follow_with_tail_zero_sends_only_new_lines(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1, 2])
-    store.logger_started(CID, "f1", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
+        await stream_started()
         fill(store, [3])
         await peer.until_count(1)
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
 
     assert times(serve(store, request(tail=0, follow=True, fifos=("f1",)), live)) == [3]
 
@@ -327,15 +349,15 @@ def test_follow_with_tail_zero_sends_only_new_lines(tmp_path: Path) -> None:
 def test_follow_of_fifos_already_closed_ends_after_history(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1, 2])
-    store.logger_started(CID, "f1", {})
-    store.logger_closed(CID, "f1")
+    store.logger_started(CID, "f1", {}, StoreOptions())
+    store.logger_closed(CID, "f1", lines=1)
     assert times(serve(store, request(follow=True, fifos=("f1",)))) == [1, 2]
 
 
 def test_follow_ends_when_the_peer_closes(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1])
-    store.logger_started(CID, "f1", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def go_away(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
         await peer.until_count(1)
@@ -349,7 +371,7 @@ def test_follow_ends_when_the_peer_closes(tmp_path: Path) -> None:
 def test_follow_stops_at_first_live_entry_after_until(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [10])
-    store.logger_started(CID, "f1", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
     until = 2**62  # far future, so the wall clock does not end it
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
@@ -363,27 +385,42 @@ def test_follow_stops_at_first_live_entry_after_until(tmp_path: Path) -> None:
 def test_follow_since_filter_carries_into_live_entries(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     fill(store, [1, 2])
-    store.logger_started(CID, "f1", {})
+    store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
+        await stream_started()
         fill(store, [3, 50, 4])
         await peer.until_count(2)
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
 
     assert times(serve(store, request(since=10, follow=True, fifos=("f1",)), live)) == [50, 4]
 
 
 def test_follow_on_a_container_that_has_not_logged_yet(tmp_path: Path) -> None:
-    """docker run -d ...; docker logs -f ... before the container printed anything."""
+    """docker run -d ...; docker logs -f ... before the container printed anything: wait for its lines."""
     store = LocalStore(tmp_path)
-    store.logger_started(CID, "f1", {"ContainerID": CID})
+    store.logger_started(CID, "f1", {"ContainerID": CID}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
+        await stream_started()
         fill(store, [7])
         await peer.until_count(1)
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
 
     assert times(serve(store, request(follow=True, fifos=("f1",)), live)) == [7]
+
+
+def test_read_of_a_container_that_has_not_logged_yet(tmp_path: Path) -> None:
+    """Started, nothing printed, docker logs (no follow): an empty answer, not an error."""
+    store = LocalStore(tmp_path)
+    store.logger_started(CID, "f1", {"ContainerID": CID}, StoreOptions())
+    assert serve(store, request()) == []
+
+
+def test_follow_on_an_unknown_container_whose_fifo_closed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.closed_fifos.add("f1")
+    assert serve(store, request(follow=True, fifos=("f1",))) == []
 
 
 def test_follow_on_an_unknown_container(tmp_path: Path) -> None:
@@ -391,9 +428,10 @@ def test_follow_on_an_unknown_container(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        store.logger_started(CID, "f1", {})
+        await stream_started()
+        store.logger_started(CID, "f1", {}, StoreOptions())
         fill(store, [8])
         await peer.until_count(1)
-        store.logger_closed(CID, "f1")
+        store.logger_closed(CID, "f1", lines=1)
 
     assert times(serve(store, request(follow=True, fifos=("f1",)), live)) == [8]

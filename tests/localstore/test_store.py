@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir
-from localstore.store import ContainerLog, LocalStore, last_good_end
+from localstore.store import ContainerLog, LocalStore, StoreOptions, last_good_end
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_record
 
@@ -209,7 +209,7 @@ def test_store_refuses_non_container_ids(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         store.existing(bad)
     with pytest.raises(ValueError):
-        store.logger_started(bad, "f", {})
+        store.logger_started(bad, "f", {}, StoreOptions())
     assert store.logs == {}
     assert list(tmp_path.rglob("*")) == []
 
@@ -218,14 +218,14 @@ def test_logger_started_and_closed(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     info = {"ContainerID": CID, "Config": {"mode": "blocking"}}
     store.closed_fifos.add("fifo1")  # a FIFO that starts (again) is no longer closed
-    store.logger_started(CID, "fifo1", info)
+    store.logger_started(CID, "fifo1", info, StoreOptions())
     clog = store.get(CID)
     assert clog.open_fifos == {"fifo1"}
     assert "fifo1" not in store.closed_fifos
     assert json.loads((clog.folder / INFO_NAME).read_text()) == info
     assert not (clog.folder / (INFO_NAME + ".tmp")).exists()
     event = clog.changed
-    store.logger_closed(CID, "fifo1")
+    store.logger_closed(CID, "fifo1", lines=1)
     assert "fifo1" in store.closed_fifos
     assert clog.open_fifos == set()
     assert event.is_set()

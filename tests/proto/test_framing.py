@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from proto import entry_pb2
@@ -207,6 +207,9 @@ def test_corrupt_length_before_an_intact_body_drops_that_body() -> None:
     garbage=st.binary(max_size=60).filter(lambda g: FRAME_MARK not in g),
     entries=st.lists(log_entries(), min_size=1, max_size=5),
     points=st.lists(st.integers(min_value=0), max_size=8),
+)
+@example(  # a corrupt 16 MiB length alone in its chunk, then valid frames
+    bad=1 << 24, garbage=b"", entries=[LogEntry(source="stdout", time_nano=1, line=b"x")], points=[4]
 )
 def test_resync_property(bad: int, garbage: bytes, entries: list[LogEntry], points: list[int]) -> None:
     """Oversized length + any garbage (not containing the mark), then valid frames: only those come out."""

@@ -62,19 +62,15 @@ def shift_chain(folder: Path, max_file: int) -> None:
                 os.replace(src, rotated_path(folder, index + 1, compressed))
 
 
-def compress(path: Path) -> Path:
-    """Gzip ``path`` to ``path.gz`` and remove it; runs in a worker thread, off the write path.
+def gzip_copy(src: BinaryIO, target: Path) -> None:
+    """Gzip the whole of ``src`` into ``target``; runs in a worker thread, off the write path.
 
-    The ``.gz`` is written under a temporary name and renamed when complete, so a reader sees either the plain
-    file or the whole compressed one, never a half-written ``.gz``.
+    It reads an already open file, so the rotation chain may rename or drop that file meanwhile: the caller
+    decides afterwards, by generation, under which name the result belongs (or that it is no longer wanted).
     """
-    target = path.with_name(path.name + GZ)
-    tmp = path.with_name(path.name + GZ + ".tmp")
-    with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+    with src, gzip.open(target, "wb", compresslevel=6) as dst:
+        src.seek(0)
         shutil.copyfileobj(src, dst, 1 << 20)
-    os.replace(tmp, target)
-    path.unlink()
-    return target
 
 
 def open_segment(path: Path, scratch: Path) -> BinaryIO:

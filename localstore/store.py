@@ -9,13 +9,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
 from localstore.segments import (
     chain,
-    compress,
     existing_rotated,
+    gzip_copy,
     record_boundary_after,
     rotated_path,
     shift_chain,
@@ -93,6 +93,8 @@ class ContainerLog:
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(".gzip-*.tmp"):  # a gzip job cut short by a crash
+            stale.unlink(missing_ok=True)
         path = self.path
         size = path.stat().st_size if path.exists() else 0
         good = last_good_end(path, size)
@@ -114,10 +116,10 @@ class ContainerLog:
         view = memoryview(records)
         limit = self.options.max_size
         while view:
-            if limit and self.size >= limit and self._may_rotate():
+            if limit and self.size >= limit:
                 self.rotate()
             cut = len(view)
-            if limit and self.size + cut > limit and self._may_rotate():
+            if limit and self.size + cut > limit:
                 cut = record_boundary_after(view, max(1, limit - self.size))
             self._write(view[:cut])
             view = view[cut:]
@@ -129,45 +131,56 @@ class ContainerLog:
             self.size += written
             view = view[written:]
 
-    def _may_rotate(self) -> bool:
-        # While the last rotated file is being gzipped its name must stay put: the file grows a little instead.
-        return self.compressing == 0
-
     def rotate(self) -> None:
         opts = self.options
         os.close(self.fd)
         self.fd = -1
+        compress_src = None
         if opts.max_file <= 1:
             self.path.unlink(missing_ok=True)  # readers that hold it open keep reading the old inode
         else:
+            if opts.compress:
+                compress_src = open(self.path, "rb")  # noqa: SIM115 - handed to the gzip job, which closes it
             shift_chain(self.folder, opts.max_file)
         self.generation += 1
         self.rotations += 1
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = 0
-        if opts.compress and opts.max_file > 1:
-            self._compress_later(rotated_path(self.folder, 1))
+        if compress_src is not None:
+            self._compress_later(self.generation - 1, compress_src)
         self.notify()
 
-    def _compress_later(self, path: Path) -> None:
+    def _compress_later(self, generation: int, src: BinaryIO) -> None:
+        """Gzip the file of ``generation`` in a worker thread; appends and rotations never wait for it."""
         self.compressing += 1
+        tmp = self.folder / f".gzip-{generation}.tmp"
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._compressed(path, None)  # no loop (a unit test): compress right here
+        except RuntimeError:  # no loop (a unit test): compress right here
+            self._compressed(generation, src, tmp, None)
             return
-        future = loop.run_in_executor(None, compress, path)
-        future.add_done_callback(lambda f: self._compressed(path, f))
+        future = loop.run_in_executor(None, gzip_copy, src, tmp)
+        future.add_done_callback(lambda f: self._compressed(generation, src, tmp, f))
 
-    def _compressed(self, path: Path, future: asyncio.Future[Path] | None) -> None:
+    def _compressed(self, generation: int, src: BinaryIO, tmp: Path, future: asyncio.Future[None] | None) -> None:
+        """On the loop: put the ``.gz`` where that generation's file is *now*, then drop the plain file."""
         self.compressing -= 1
         try:
             if future is None:
-                compress(path)
+                gzip_copy(src, tmp)
             else:
                 future.result()
+            index = self.generation - generation
+            plain = rotated_path(self.folder, index)
+            if index >= self.options.max_file or not plain.exists():
+                tmp.unlink(missing_ok=True)  # rotated out while it was being compressed
+                return
+            os.replace(tmp, rotated_path(self.folder, index, compressed=True))
+            plain.unlink()
         except OSError as exc:
-            log.error("container %s: cannot compress %s: %s (kept uncompressed)", self.container_id[:12], path, exc)
+            tmp.unlink(missing_ok=True)
+            log.error("container %s: cannot compress generation %d: %s (kept uncompressed)",
+                      self.container_id[:12], generation, exc)
 
     def file_count(self) -> int:
         return sum(1 for _ in chain(self.folder))

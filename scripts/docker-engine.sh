@@ -91,17 +91,17 @@ do_start() {
 unmount_all() {
     umount "$W/exec/netns/default" 2>/dev/null || true
     local m
-    for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
 }
 
 do_stop_quiet() {
-    local pid i
+    local pid _
     if pid=$(engine_pid) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid"
         # dockerd stops running containers and plugins first (up to 10 s each for a stubborn one).
-        for i in $(seq 1 300); do
+        for _ in $(seq 1 300); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

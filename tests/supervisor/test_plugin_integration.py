@@ -321,3 +321,39 @@ def test_killed_localstore_is_respawned_and_storing_goes_on(plugin: RunningPlugi
     assert plugin.stats()["localstore"]["restarts"] == 1
     lg.stop()
     wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
+
+
+def test_rotation_options_reach_the_store(plugin: RunningPlugin) -> None:
+    lg = plugin.logger(config={"max-size": "2k", "max-file": "3", "compress": "true"})
+    assert lg.start() == {"_status": 200}
+    for i in range(100):
+        lg.write(entry(b"line %03d " % i + b"x" * 80))
+    lg.stop()
+    wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
+    folder = plugin.data_dir / "containers" / lg.container_id
+    wait_until(lambda: sorted(p.name for p in folder.glob("container.log*")) ==
+               ["container.log", "container.log.1.gz", "container.log.2.gz"], message="rotated, compressed files")
+    lines = [e.line for e in plugin.client.read_logs(lg.info)]
+    # Only what the three files hold is left, and it is the newest lines, in order, each once.
+    assert lines == [b"line %03d " % i + b"x" * 80 + b"\n" for i in range(100 - len(lines), 100)]
+    assert 20 < len(lines) < 70
+    assert [e.line for e in plugin.client.read_logs(lg.info, tail=30)] == lines[-30:]
+
+
+def test_destroy_logs_on_stop(short_tmp: Path) -> None:
+    from tests.conftest import start_plugin
+
+    plugin = start_plugin(short_tmp, env={"DESTROY_LOGS_ON_STOP": "true"})
+    try:
+        lg = plugin.logger()
+        lg.start()
+        lg.write(entry(b"short-lived"))
+        wait_stored(plugin, 1)
+        folder = plugin.data_dir / "containers" / lg.container_id
+        assert folder.exists()
+        lg.stop()
+        wait_until(lambda: not folder.exists(), message="the container's folder to be deleted")
+        assert list(plugin.client.read_logs(lg.info)) == []
+        assert "deleted its local logs" in plugin.log_text()
+    finally:
+        assert plugin.stop() == 0

@@ -29,6 +29,6 @@ FROM ${BASE_IMAGE}
 RUN rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* /var/lib/apt/lists/*
 COPY --from=install /opt/elp /opt/elp
 ENV PYTHONPATH=/opt/elp/site
-# The same command as config.json's Entrypoint; `docker create` of this image (by build-plugin.sh)
-# needs a command, and `docker run` of the image is handy to check the install.
-ENTRYPOINT ["python3", "-m", "supervisor", "serve"]
+# The same command as config.json's Entrypoint (socket name: see config.json). `docker create` of this
+# image (by build-plugin.sh) needs a command, and `docker run` of the image is handy to check the install.
+ENTRYPOINT ["python3", "-m", "supervisor", "serve", "--socket", "/run/docker/plugins/elp.sock"]

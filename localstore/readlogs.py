@@ -29,6 +29,8 @@ log = logging.getLogger("elp.localstore")
 
 CHUNK = 1 << 20
 FOLLOW_POLL = 0.5
+# dockerd itself gives a stopping container's logger this long to drain (loggerCloseTimeout).
+DRAIN_WAIT = 10.0
 Position = tuple[int, int]
 
 
@@ -73,6 +75,8 @@ class ReadLogsStream:
 
     async def run(self) -> None:
         req = self.request
+        if not await self._drained():
+            return
         clog = self.store.existing(req.container_id)
         if clog is None and req.follow:
             clog = self.store.get(req.container_id)
@@ -86,6 +90,25 @@ class ReadLogsStream:
                 await self._follow(clog, pos)
         finally:
             self._release()
+
+    async def _drained(self) -> bool:
+        """Wait (bounded) until the loggers that got StopLogging stored their last lines; False if the peer left."""
+        pending = set(self.request.draining_fifos)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_WAIT
+        while not pending <= self.store.closed_fifos:
+            closed = self.store.closed_changed
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("container %s: its stopped logger is still being read after %.0fs; "
+                            "docker logs shows what is stored so far", self.request.container_id[:12], DRAIN_WAIT)
+                return True
+            try:
+                await asyncio.wait_for(closed.wait(), min(left, FOLLOW_POLL))
+            except TimeoutError:
+                if self._peer_gone():
+                    return False
+        return True
 
     async def _history_start(self, clog: ContainerLog, snapshot: Position) -> Position:
         tail = self.request.tail

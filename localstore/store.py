@@ -227,6 +227,7 @@ class LocalStore:
         self.closed_fifos: set[str] = set()
         self.counters = StoreCounters()
         self.failing: dict[str, str] = {}
+        self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
 
     def get(self, container_id: str) -> ContainerLog:
         clog = self.logs.get(container_id)
@@ -279,6 +280,8 @@ class LocalStore:
         container: its close is not a stop, so it never destroys anything.
         """
         self.closed_fifos.add(fifo)
+        self.closed_changed.set()
+        self.closed_changed = asyncio.Event()
         clog = self.logs.get(container_id)
         if clog is None:
             return

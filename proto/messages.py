@@ -132,7 +132,9 @@ class ReadRequest(Message):
 
     Times are Unix nanoseconds, 0 meaning no bound; ``tail`` < 0 means everything. ``open_fifos`` are the
     container's loggers still running when the request arrived: a follow ends once all of them closed and
-    every stored line was sent.
+    every stored line was sent. ``draining_fifos`` are those of them that got StopLogging and are still being
+    read to their end: the history is read only once they closed (bounded wait), so ``docker logs`` right after
+    a container exited shows all of it.
     """
 
     KIND: ClassVar[str] = "read"
@@ -142,6 +144,7 @@ class ReadRequest(Message):
     tail: int
     follow: bool
     open_fifos: list[str]
+    draining_fifos: list[str]
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -114,7 +114,7 @@ async def stop_logging(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-def _read_request(body: dict[str, Any], open_fifos: Any) -> ReadRequest:
+def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
     info = body.get("Info")
     config = body.get("Config") or {}
     if not isinstance(info, dict) or not isinstance(config, dict):
@@ -133,12 +133,13 @@ def _read_request(body: dict[str, Any], open_fifos: Any) -> ReadRequest:
     except ValueError as exc:
         raise BadRequest(f"Config.Since/Until: {exc}") from None
     assert isinstance(container_id, str)
-    return ReadRequest(container_id, since, until, tail, follow, open_fifos(container_id))
+    return ReadRequest(container_id, since, until, tail, follow, sup.open_fifos(container_id),
+                       sup.draining_fifos(container_id))
 
 
 async def read_logs(request: web.Request) -> web.StreamResponse:
     sup = _supervisor(request)
-    read = _read_request(await _body(request), sup.open_fifos)
+    read = _read_request(await _body(request), sup)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sent = sup.send_to_localstore(read, (theirs.fileno(),))

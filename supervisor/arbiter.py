@@ -332,6 +332,10 @@ class Supervisor:
     def open_fifos(self, container_id: str) -> list[str]:
         return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id]
 
+    def draining_fifos(self, container_id: str) -> list[str]:
+        """The container's loggers that got StopLogging but whose reader has not reached EOF yet."""
+        return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id and lg.stopping]
+
     def _forget(self, lg: Logger) -> None:
         del self.loggers[lg.fifo_path]
         os.close(lg.fd)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from supervisor.settings import PluginSettings, SettingsError
 
-DEFAULT_SOCKET = "/run/docker/plugins/elastic-logging-plugin.sock"
+# Docker refuses socket paths over 108 bytes, and the host path adds the 64-hex plugin id: keep it short.
+DEFAULT_SOCKET = "/run/docker/plugins/elp.sock"
 DEFAULT_DATA_DIR = "/var/lib/docker/elastic-logging-plugin"
 DEFAULT_FIFO_DIR = "/run/docker/logging"
 LOG_FORMAT = "%(levelname)s [supervisor] %(message)s"

@@ -48,6 +48,7 @@ rollover, security privileges (an authenticated user may do anything), scoring.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import datetime as dt
@@ -382,7 +383,7 @@ class EsStandin:
             self._loop.call_soon_threadsafe(callback)
 
     async def _open(self) -> web.ServerRunner:
-        server = web.Server(self._handle, handler_cancellation=True, auto_decompress=False)
+        server = web.Server(self._handle, handler_cancellation=True, auto_decompress=False, access_log=None)
         runner = web.ServerRunner(server, shutdown_timeout=0.2)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.tls.server_context() if self.tls else None,
@@ -616,7 +617,7 @@ class EsStandin:
             try:
                 user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                user, password = "", None  # type: ignore[assignment]
+                user, password = "", ""
             if user and self.users.get(user) == password:
                 return None
             return es_error(401, "security_exception", f"unable to authenticate user [{user}] for REST request [{uri}]",
@@ -630,6 +631,8 @@ class EsStandin:
                 return None
             unsuccessful = (f"API key: invalid credentials for API key [{key_id}]" if key_id in self.api_keys
                             else f"API key: unable to find apikey with id {key_id}")
+        elif header:
+            unsuccessful = f"{scheme}: authentication scheme not supported by es_standin"
         if unsuccessful is not None:
             return es_error(401, "security_exception", "unable to authenticate with provided credentials and "
                             "anonymous access is not allowed for this request",
@@ -1010,10 +1013,10 @@ class EsStandin:
             if field_name == "_doc":
                 docs.sort(key=lambda d: d.seq_no, reverse=order == "desc")
                 continue
-            present = [d for d in docs if _sort_value(d.source, field_name) is not None]
-            missing = [d for d in docs if _sort_value(d.source, field_name) is None]
-            present.sort(key=lambda d, f=field_name: _sort_value(d.source, f), reverse=order == "desc")
-            docs = present + missing
+            keyed = [(_sort_value(d.source, field_name), d) for d in docs]
+            present = [(_sortable(v), d) for v, d in keyed if v is not None]
+            present.sort(key=lambda pair: pair[0], reverse=order == "desc")
+            docs = [d for _, d in present] + [d for v, d in keyed if v is None]  # missing values sort last
         track = params.get("track_total_hits", body.get("track_total_hits", MAX_RESULT_WINDOW))
         total: JsonObj = {"value": len(docs), "relation": "eq"}
         if track not in (True, "true") and isinstance(track, int | str) and len(docs) > int(track):
@@ -1063,6 +1066,13 @@ def _sort_value(source: JsonObj, field_name: str) -> Any:
     if field_name == "@timestamp":
         return parse_es_date(values[0])
     return values[0]
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    """Numbers before strings, so mixed values never compare across types."""
+    if isinstance(value, bool | int | float):
+        return (0, value)
+    return (1, str(value))
 
 
 def _lower_tokens(value: Any) -> set[str]:
@@ -1132,3 +1142,25 @@ def iter_failed(bulk_response: Mapping[str, Any]) -> Iterator[tuple[str, JsonObj
         ((action, item),) = entry.items()
         if item.get("status", 0) >= 300:
             yield action, item
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.es_standin --port 9200``: serve until interrupted (for manual or cross-process use)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--version", default="8.15.0")
+    parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD")
+    parser.add_argument("--api-key", action="append", default=[], metavar="ID:KEY")
+    args = parser.parse_args(argv)
+    users = dict(u.split(":", 1) for u in args.user)
+    keys = dict(k.split(":", 1) for k in args.api_key)
+    with EsStandin(port=args.port, version=args.version, users=users, api_keys=keys) as standin:
+        print(standin.url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

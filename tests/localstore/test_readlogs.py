@@ -36,9 +36,11 @@ def fill(store: LocalStore, times: list[int]) -> list[LogEntry]:
 
 
 def request(
-    tail: int = -1, since: int = 0, until: int = 0, follow: bool = False, fifos: tuple[str, ...] = ()
+    tail: int = -1, since: int = 0, until: int = 0, follow: bool = False, fifos: tuple[str, ...] = (),
+    draining: tuple[str, ...] = (),
 ) -> ReadRequest:
-    return ReadRequest(CID, since_ns=since, until_ns=until, tail=tail, follow=follow, open_fifos=list(fifos))
+    return ReadRequest(CID, since_ns=since, until_ns=until, tail=tail, follow=follow, open_fifos=list(fifos),
+                       draining_fifos=list(draining))
 
 
 # --- tail_start ---------------------------------------------------------------------------------------------
@@ -435,3 +437,18 @@ def test_follow_on_an_unknown_container(tmp_path: Path) -> None:
         store.logger_closed(CID, "f1", lines=1)
 
     assert times(serve(store, request(follow=True, fifos=("f1",)), live)) == [8]
+
+
+def test_history_waits_for_a_draining_logger_to_store_its_last_lines(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.logger_started(CID, "stopped", {}, StoreOptions())
+    fill(store, [1])
+
+    async def drain(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
+        await stream_started()
+        assert not task.done() and peer.entries == []  # nothing sent while the logger still drains
+        fill(store, [2, 3])
+        store.logger_closed(CID, "stopped", lines=3)
+        await asyncio.wait_for(task, DEADLINE)
+
+    assert times(serve(store, request(draining=("stopped",)), drain)) == [1, 2, 3]

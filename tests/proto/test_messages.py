@@ -42,8 +42,9 @@ SAMPLES: list[Message] = [
         compress=True,
     ),
     LoggerGone(CID, FIFO),
-    ReadRequest(CID, since_ns=1, until_ns=2**62, tail=-1, follow=True, open_fifos=[FIFO, FIFO + "2"]),
-    ReadRequest(CID, since_ns=0, until_ns=0, tail=0, follow=False, open_fifos=[]),
+    ReadRequest(CID, since_ns=1, until_ns=2**62, tail=-1, follow=True, open_fifos=[FIFO, FIFO + "2"],
+                draining_fifos=[FIFO]),
+    ReadRequest(CID, since_ns=0, until_ns=0, tail=0, follow=False, open_fifos=[], draining_fifos=[]),
 ]
 
 

@@ -357,3 +357,16 @@ def test_destroy_logs_on_stop(short_tmp: Path) -> None:
         assert "deleted its local logs" in plugin.log_text()
     finally:
         assert plugin.stop() == 0
+
+
+def test_docker_logs_right_after_exit_shows_every_line(plugin: RunningPlugin) -> None:
+    lg = plugin.logger()
+    lg.start()
+    lg.write(*(entry(b"line %d" % i) for i in range(20000)))
+    lg.stop()  # the reader is still draining the FIFO when docker logs comes in
+    temp = FakeLogger(plugin.client, plugin.fifo_dir, container_id=lg.container_id)
+    temp.start()
+    got = list(plugin.client.read_logs(temp.info, timeout=30))
+    temp.stop()
+    assert len(got) == 20000
+    assert got[-1].line == b"line 19999\n"

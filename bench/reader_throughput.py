@@ -68,7 +68,8 @@ def bare_reader(work: Path, stream: Path, lines: int) -> float:
 def plugin_reader(work: Path, stream: Path, lines: int) -> float:
     plugin = start_plugin(work / "p")
     try:
-        lg = FakeLogger(plugin.client, plugin.fifo_dir)
+        # One file: the clock stops when it reaches its known final size (rotation would cut it).
+        lg = FakeLogger(plugin.client, plugin.fifo_dir, config={"max-size": "10g"})
         assert lg.start() == {"_status": 200}
         # Stored records are the frames plus a 4-byte length suffix and the newline put back on each line.
         stored = plugin.data_dir / "containers" / lg.container_id / "container.log"

@@ -574,10 +574,12 @@ class EsStandin:
         injected = self._take_fault("status", path)
         if injected is not None:
             rec.status = injected.status
-            response = web.Response(status=injected.status, body=injected.body,
-                                    headers={PRODUCT_HEADER[0]: PRODUCT_HEADER[1]})
-            response.content_type = injected.content_type
-            return response
+            compat = _COMPAT_RE.search(request.headers.get("Accept", ""))
+            content_type = injected.content_type
+            if compat and content_type == "application/json":
+                content_type = f"application/vnd.elasticsearch+json;compatible-with={compat.group(1)}"
+            return web.Response(status=injected.status, body=injected.body,
+                                headers={PRODUCT_HEADER[0]: PRODUCT_HEADER[1], "Content-Type": content_type})
 
         bad_media = self._check_media_types(request)
         if bad_media is not None:

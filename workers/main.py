@@ -23,9 +23,10 @@ log = logging.getLogger("elp.reader")
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 STATS_INTERVAL = 1.0
-# A read this big means the container is writing fast: read again at once instead of letting the pipe fill
-# while the batch waits for its deadline.
+# A read this big means the container is writing fast: read again at once.
 BUSY_READ = 64 * 1024
+# Pausing reads for less than this saves nothing.
+MIN_PAUSE = 0.005
 # Bound for batches that ZeroMQ could not take yet (the local store is slow or restarting). Beyond it the
 # oldest batch is dropped and counted: a stalled consumer must never block the container.
 PENDING_MAX_BYTES = 64 << 20
@@ -60,6 +61,10 @@ class ReaderProcess:
         self.parent = os.getppid()
         self.corrupt_logged = False
         self.busy = False
+        self.pipe_size = 64 * 1024
+        self.last_read_at = 0.0
+        self.fifo_resume_at = 0.0
+        self.read_bytes = 0
 
     def run(self) -> ExitCode:
         ctx = zmq.Context(io_threads=1)
@@ -78,6 +83,7 @@ class ReaderProcess:
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
+        self.pipe_size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
         try:
             self._loop(push, wake_r)
         finally:
@@ -102,9 +108,7 @@ class ReaderProcess:
                 if os.getppid() != self.parent:
                     log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
                     self.stopping = True
-            # Coalesce: while a batch waits for its deadline, leave the FIFO alone, so that a quiet container
-            # costs one wake-up per batch instead of one per line.
-            want_fifo = (not self.batcher.count or self.busy) and not self.stopping
+            want_fifo = now >= self.fifo_resume_at and not self.stopping
             if want_fifo != watching_fifo:
                 if want_fifo:
                     poller.register(fd, zmq.POLLIN)
@@ -114,6 +118,8 @@ class ReaderProcess:
             poller.register(push, zmq.POLLOUT if self.pending else 0)
             left = self.batcher.time_left(now)
             timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
+            if not want_fifo and not self.stopping:
+                timeout = min(timeout, self.fifo_resume_at - now)
             if self.stopping:
                 timeout = 0
             events = dict(poller.poll(max(0, int(timeout * 1000) + (1 if timeout > 0 else 0))))
@@ -121,6 +127,7 @@ class ReaderProcess:
                 _drain(wake_r)
             if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
                 self._read_available()
+                self._plan_next_read()
             if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
                 self._queue_batch()
             self._send_pending(push)
@@ -153,6 +160,7 @@ class ReaderProcess:
         fd = self.spec.fifo_fd
         batcher = self.batcher
         self.busy = False
+        self.read_bytes = 0
         while True:
             try:
                 chunk = os.read(fd, READ_SIZE)
@@ -172,6 +180,7 @@ class ReaderProcess:
                         lost,
                     )
                 return
+            self.read_bytes += len(chunk)
             n = self.reader.feed(chunk, batcher.records)
             batcher.added(n)
             self._log_corruption_once()
@@ -180,6 +189,21 @@ class ReaderProcess:
             if len(chunk) < BUSY_READ:
                 return
             self.busy = True
+
+    def _plan_next_read(self) -> None:
+        """Coalesce reads: while a batch is open, leave the FIFO alone for as long as the pipe can take what the
+        container writes meanwhile, so a quiet container costs one wake-up per batch instead of one per line,
+        and a busy one is never left blocked on a full pipe."""
+        now = time.monotonic()
+        interval = max(now - self.last_read_at, 0.001)
+        rate = self.read_bytes / interval
+        self.last_read_at = now
+        left = self.batcher.time_left(now)
+        if self.busy or left is None:
+            self.fifo_resume_at = 0.0
+            return
+        pause = min(left, (self.pipe_size / 2) / rate) if rate > 0 else left
+        self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
     def _log_corruption_once(self) -> None:
         if not self.corrupt_logged and self.reader.discarded_frames:

@@ -32,6 +32,11 @@ PLATFORM_ARGS=()
 for glibc_minor in $(seq 36 -1 5); do
     PLATFORM_ARGS+=(--platform "manylinux_2_${glibc_minor}_$(uname -m)")
 done
+# ... and the legacy names, which some wheels carry alone (protobuf's upb wheel is only
+# "manylinux2014_x86_64": without this pip falls back to protobuf's pure-Python wheel, 10x slower).
+for legacy in manylinux2014 manylinux2010 manylinux1; do
+    PLATFORM_ARGS+=(--platform "${legacy}_$(uname -m)")
+done
 
 log() { printf '[build-plugin] %s\n' "$*" >&2; }
 timed() { local t0=$SECONDS; "$@"; log "  done in $(( SECONDS - t0 )) s"; }

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from localstore.paths import is_container_id
 from proto.messages import ReadRequest
+from supervisor.arbiter import protobuf_backend
 from supervisor.logopts import LogOptionError
 from supervisor.timeparse import parse_go_time
 
@@ -200,6 +201,7 @@ async def stats(request: web.Request) -> web.Response:
         "supervisor": {
             "pid": os.getpid(),
             "uptime_s": round(now - sup.started_at, 3),
+            "protobuf": protobuf_backend(),
             "restarts": sum(svc.restarts for svc in sup.services.values())
             + sum(lg.restarts for lg in sup.loggers.values()),
         },

@@ -18,13 +18,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+
+from tests.conftest import wait_until  # noqa: F401 - re-exported for the e2e tests
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -37,7 +37,6 @@ BUSYBOX_IMAGE = "test/busybox"
 # The plugin's base image: the local debootstrap one (scripts/make-images.sh) unless told otherwise.
 LOCAL_BASE_IMAGE = "elastic-logging-plugin/base:bookworm"
 BASE_IMAGE = os.environ.get("ELP_E2E_BASE_IMAGE", LOCAL_BASE_IMAGE)
-T = TypeVar("T")
 
 
 def unavailable(reason: str) -> None:
@@ -45,19 +44,6 @@ def unavailable(reason: str) -> None:
     if REQUIRE_E2E:
         pytest.fail(f"e2e tests required (ELP_REQUIRE_E2E=1) but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
-               message: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def run_script(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

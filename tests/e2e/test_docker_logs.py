@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import DockerEngine, Plugin, wait_until
+from supervisor.statscli import fetch_stats
+from tests.e2e.conftest import ROOT, DockerEngine, Plugin, wait_until
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def test_follow_streams_live_and_ends_with_the_container(docker_engine: DockerEn
         out, err = follower.communicate(timeout=30)
     finally:
         follower.kill()
-        follower.wait()
+        follower.communicate()
     assert follower.returncode == 0
     assert out == "third\n"
     assert err == "second\n"
@@ -146,3 +148,14 @@ def test_invalid_log_opt_fails_docker_run_naming_it(docker_engine: DockerEngine,
     result = run(docker_engine, plugin, busybox_image, new_name(names), "echo never", "--log-opt", "max-file=x")
     assert result.returncode != 0
     assert "max-file" in result.stderr
+
+
+def test_stats_through_the_plugin_socket_on_the_host(docker_engine: DockerEngine, plugin: Plugin) -> None:
+    plugin_id = docker_engine.docker("plugin", "inspect", "-f", "{{.Id}}", plugin.name, check=True).stdout.strip()
+    socket_path = Path(f"/run/docker/plugins/{plugin_id}/elp.sock")
+    data = fetch_stats(socket_path)
+    assert data["supervisor"]["protobuf"] == "upb", "the plugin must decode with protobuf's C backend"
+    assert data["localstore"]["pid"] > 0
+    table = subprocess.run([sys.executable, "-m", "supervisor", "stats", "--socket", str(socket_path)],
+                           capture_output=True, text=True, timeout=30, check=True, cwd=ROOT).stdout
+    assert table.startswith("supervisor  pid")

@@ -12,15 +12,18 @@ from pathlib import Path
 
 import zmq
 
-from localstore.paths import ipc_dir, is_container_id, localstore_endpoint
+from localstore.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 from localstore.readlogs import ReadLogsStream
+from localstore.shipping import FetchServer
 from localstore.store import LocalStore, StoreOptions, StoreSettings
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     MAX_DATA_MESSAGE,
+    Ack,
     Batch,
     ChildStats,
     ExitCode,
+    Fetch,
     LoggerClosed,
     LoggerGone,
     LoggerStarted,
@@ -52,6 +55,8 @@ class LocalStoreProcess:
         self.bad_messages = 0
         self.closed_at: dict[str, float] = {}
         self.pull: zmq.Socket
+        self.router: zmq.Socket
+        self.fetches: FetchServer
 
     async def run(self) -> ExitCode:
         loop = asyncio.get_running_loop()
@@ -64,6 +69,16 @@ class LocalStoreProcess:
         pull.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
         pull.setsockopt(zmq.LINGER, 0)
         pull.bind(localstore_endpoint(self.data_dir))
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        router.bind(fetch_endpoint(self.data_dir))
+        self.router = router
+        self.fetches = FetchServer(self.store, router)
+        router_fd = int(router.getsockopt(zmq.FD))
+        loop.add_reader(router_fd, self._on_fetch)
+        loop.call_soon(self._on_fetch)
         self.control.setblocking(False)
         loop.add_reader(self.control.fileno(), self._on_control)
         self.pull = pull
@@ -74,7 +89,10 @@ class LocalStoreProcess:
         stats = asyncio.create_task(self._report_stats())
         await self.stop.wait()
         loop.remove_reader(zmq_fd)
+        loop.remove_reader(router_fd)
         self._drain_all()
+        self.fetches.close()
+        self.store.save_cursors()
         stats.cancel()
         for task in list(self.streams):
             task.cancel()
@@ -83,6 +101,7 @@ class LocalStoreProcess:
         self._send_stats()
         self.store.close()
         pull.close()
+        router.close()
         ctx.term()
         return ExitCode.DONE
 
@@ -94,6 +113,29 @@ class LocalStoreProcess:
             self._handle(pull.recv(zmq.NOBLOCK))
         # Still more: yield to ReadLogs streams and control messages, then carry on.
         asyncio.get_running_loop().call_soon(self._on_data)
+
+    def _on_fetch(self) -> None:
+        router = self.router
+        for _ in range(RCVHWM):
+            if not int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                return
+            frames = router.recv_multipart(zmq.NOBLOCK)
+            if len(frames) != 2:
+                self._bad_message(MessageError(f"shipping message with {len(frames)} frames"))
+                continue
+            identity, raw = frames
+            try:
+                msg = decode(raw)
+            except MessageError as exc:
+                self._bad_message(exc)
+                continue
+            if isinstance(msg, Fetch) and is_container_id(msg.container_id):
+                self.fetches.handle(identity, msg)
+            elif isinstance(msg, Ack) and is_container_id(msg.container_id):
+                self.store.acked(msg.container_id, (msg.generation, msg.offset))
+            else:
+                self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the shipping path"))
+        asyncio.get_running_loop().call_soon(self._on_fetch)
 
     def _drain_all(self) -> None:
         """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
@@ -158,7 +200,7 @@ class LocalStoreProcess:
             os.close(fd)
         if isinstance(msg, LoggerStarted) and is_container_id(msg.container_id):
             options = StoreOptions(msg.max_size, msg.max_file, msg.compress)
-            self.store.logger_started(msg.container_id, msg.fifo, msg.info, options)
+            self.store.logger_started(msg.container_id, msg.fifo, msg.info, options, msg.ships)
         elif isinstance(msg, LoggerGone) and is_container_id(msg.container_id):
             self._closed(msg.container_id, msg.fifo, 0)
         else:
@@ -183,6 +225,10 @@ class LocalStoreProcess:
         while True:
             self._send_stats()
             self._prune_closed()
+            self.store.save_cursors()
+            now = time.monotonic()
+            for clog in list(self.store.logs.values()):
+                self.store.destroy_if_due(clog, now)
             if time.monotonic() >= next_expiry:
                 self.store.expire(time.time())
                 next_expiry = time.monotonic() + EXPIRY_INTERVAL

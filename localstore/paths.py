@@ -31,3 +31,7 @@ def ipc_dir(data_dir: Path) -> Path:
 
 def localstore_endpoint(data_dir: Path) -> str:
     return f"ipc://{ipc_dir(data_dir) / 'localstore'}"
+
+
+def fetch_endpoint(data_dir: Path) -> str:
+    return f"ipc://{ipc_dir(data_dir) / 'fetch'}"

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,22 @@ from localstore.segments import (
 from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME
 
 log = logging.getLogger("elp.localstore")
+
+
+STATE_NAME = "state.json"
+# DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
+DESTROY_WAIT = 60.0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def last_good_end(path: Path, size: int) -> int:
@@ -86,10 +103,36 @@ class ContainerLog:
     open_fifos: set[str] = field(default_factory=set)
     bytes_total: int = 0
     records_total: int = 0
+    # Shipping: whether the container's lines go to Elasticsearch, and the position up to which they did.
+    ships: bool = False
+    shipped: tuple[int, int] | None = None
+    shipped_saved: tuple[int, int] | None = None
+    destroy_pending_since: float | None = None
 
     @property
     def path(self) -> Path:
         return self.folder / LOG_NAME
+
+    @property
+    def end(self) -> tuple[int, int]:
+        return self.generation, self.size
+
+    def load_state(self) -> None:
+        """Generation and shipping cursor persist across restarts, so positions keep meaning the same lines."""
+        state = _read_json(self.folder / STATE_NAME)
+        self.generation = int(state.get("generation", 0))
+        shipped = state.get("shipped")
+        if isinstance(shipped, list) and len(shipped) == 2:
+            self.shipped = self.shipped_saved = (int(shipped[0]), int(shipped[1]))
+        self.ships = bool(state.get("ships", False))
+
+    def save_state(self) -> None:
+        state = {"generation": self.generation, "ships": self.ships,
+                 "shipped": list(self.shipped) if self.shipped else None}
+        tmp = self.folder / (STATE_NAME + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.folder / STATE_NAME)
+        self.shipped_saved = self.shipped
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -144,6 +187,7 @@ class ContainerLog:
             shift_chain(self.folder, opts.max_file)
         self.generation += 1
         self.rotations += 1
+        self.save_state()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = 0
         if compress_src is not None:
@@ -204,6 +248,7 @@ class StoreCounters:
     read_streams: int = 0
     read_streams_total: int = 0
     destroyed_total: int = 0
+    destroyed_unshipped_total: int = 0
     expired_total: int = 0
 
 
@@ -233,6 +278,7 @@ class LocalStore:
         clog = self.logs.get(container_id)
         if clog is None:
             clog = ContainerLog(container_id, container_dir(self.data_dir, container_id))
+            clog.load_state()
             if clog.path.exists():  # from before a restart of the store
                 clog.size = last_good_end(clog.path, clog.path.stat().st_size)
             self.logs[container_id] = clog
@@ -260,10 +306,16 @@ class LocalStore:
         clog.bytes_total += len(records)
         clog.records_total += count
 
-    def logger_started(self, container_id: str, fifo: str, info: dict[str, Any], options: StoreOptions) -> None:
+    def logger_started(self, container_id: str, fifo: str, info: dict[str, Any], options: StoreOptions,
+                       ships: bool = False) -> None:
         clog = self.get(container_id)
         clog.open_fifos.add(fifo)
         clog.options = options
+        clog.destroy_pending_since = None
+        if ships != clog.ships:
+            clog.ships = ships
+            clog.folder.mkdir(parents=True, exist_ok=True)
+            clog.save_state()
         self.closed_fifos.discard(fifo)
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
@@ -288,7 +340,38 @@ class LocalStore:
         clog.open_fifos.discard(fifo)
         clog.notify()
         if self.settings.destroy_logs_on_stop and lines > 0 and not clog.open_fifos:
-            self.destroy(container_id, "the container stopped and DESTROY_LOGS_ON_STOP is on")
+            clog.destroy_pending_since = time.monotonic()
+            self.destroy_if_due(clog, time.monotonic())
+
+    def destroy_if_due(self, clog: ContainerLog, now: float) -> None:
+        """DESTROY_LOGS_ON_STOP: delete once Elasticsearch has every line, or after a bounded wait."""
+        if clog.destroy_pending_since is None or clog.open_fifos:
+            return
+        behind = clog.ships and (clog.shipped is None or clog.shipped < clog.end)
+        if not behind:
+            self.destroy(clog.container_id, "the container stopped and DESTROY_LOGS_ON_STOP is on")
+        elif now - clog.destroy_pending_since >= DESTROY_WAIT:
+            log.warning("container %s: Elasticsearch still lacks its lines from %s to %s after %.0fs; "
+                        "deleting them anyway (DESTROY_LOGS_ON_STOP)", clog.container_id[:12],
+                        clog.shipped, clog.end, DESTROY_WAIT)
+            self.counters.destroyed_unshipped_total += 1
+            self.destroy(clog.container_id, "the container stopped and DESTROY_LOGS_ON_STOP is on")
+
+    def acked(self, container_id: str, position: tuple[int, int]) -> None:
+        clog = self.logs.get(container_id)
+        if clog is None or (clog.shipped is not None and position <= clog.shipped):
+            return
+        clog.shipped = position
+        self.destroy_if_due(clog, time.monotonic())
+
+    def save_cursors(self) -> None:
+        """Persist shipping cursors that moved (called about once a second, and at shutdown)."""
+        for clog in self.logs.values():
+            if clog.shipped != clog.shipped_saved:
+                try:
+                    clog.save_state()
+                except OSError as exc:
+                    log.error("container %s: cannot save its shipping cursor: %s", clog.container_id[:12], exc)
 
     def destroy(self, container_id: str, why: str) -> None:
         """Delete every file of one container (and nothing else)."""

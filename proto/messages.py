@@ -4,6 +4,10 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
 
 - the data path, ZeroMQ PUSH/PULL over ``ipc://`` under the data dir: readers PUSH ``Batch`` and
   ``LoggerClosed`` to the local store (and, from the shipping step on, to the shipper). Casts: never a reply.
+- the shipping path, ZeroMQ DEALER (shipper) -> ROUTER (local store): the shipper pulls stored records with
+  ``Fetch`` (a long poll: answered when records exist) and gets ``Records``; it confirms what Elasticsearch
+  accepted with ``Ack``, which the local store persists as the container's shipping cursor. Positions are
+  ``(generation, offset)`` in the container's rotation chain (see localstore/segments.py).
 - the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
   free of threads), so it talks to its children here: ``ChildStats`` up (also the heartbeat), and
@@ -114,6 +118,7 @@ class LoggerStarted(Message):
     max_size: int
     max_file: int
     compress: bool
+    ships: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +152,64 @@ class ReadRequest(Message):
     draining_fifos: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ShipContainer(Message):
+    """supervisor -> shipper. Ship ``container_id``'s stored lines with these validated log options (``options``
+    holds secrets: it only travels over the socketpair and is kept by the shipper in a 0600 file)."""
+
+    KIND: ClassVar[str] = "ship"
+    container_id: str
+    info: dict[str, Any]
+    options: dict[str, Any]
+
+
+# --- shipping path: shipper <-> local store ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Message):
+    """shipper -> local store. Send up to ``max_bytes`` of records from the position; ``generation`` -1 means
+    from the container's persisted shipping cursor. Answered as soon as at least one record exists there."""
+
+    KIND: ClassVar[str] = "fetch"
+    container_id: str
+    generation: int
+    offset: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Records(Message):
+    """local store -> shipper. Stored records ``[N][LogEntry][N]...`` from ``(generation, offset)`` up to
+    ``(next_generation, next_offset)``. ``skipped_files`` counts rotated files deleted before they were shipped
+    (their lines are lost to Elasticsearch); ``stopped`` says the container has no running logger and this is
+    all there is."""
+
+    KIND: ClassVar[str] = "records"
+    container_id: str
+    generation: int
+    offset: int
+    next_generation: int
+    next_offset: int
+    records: bytes
+    skipped_files: int
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """shipper -> local store. Elasticsearch accepted every record before ``(generation, offset)``."""
+
+    KIND: ClassVar[str] = "ack"
+    container_id: str
+    generation: int
+    offset: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.KIND: cls for cls in (Batch, LoggerClosed, ChildStats, LoggerStarted, LoggerGone, ReadRequest)
+    cls.KIND: cls
+    for cls in (Batch, LoggerClosed, ChildStats, LoggerStarted, LoggerGone, ReadRequest, ShipContainer, Fetch,
+                Records, Ack)
 }
 
 

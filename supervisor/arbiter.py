@@ -31,8 +31,11 @@ from proto.messages import (
     LoggerStarted,
     Message,
     MessageError,
+    ShipContainer,
     decode,
 )
+from shipper.main import ShipperProcess
+from shipper.output import validate_output
 from supervisor.children import Backoff, Child, Role
 from supervisor.logopts import LogOptions, parse_log_options
 from supervisor.registry import LoggerRecord, LoggerRegistry
@@ -94,7 +97,7 @@ class Supervisor:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.loggers: dict[str, Logger] = {}
-        self.services: dict[Role, Service] = {Role.LOCALSTORE: Service(Role.LOCALSTORE)}
+        self.services: dict[Role, Service] = {role: Service(role) for role in (Role.LOCALSTORE, Role.SHIPPER)}
         self.by_pid: dict[int, Child] = {}
         self.registry = LoggerRegistry(config.data_dir / "loggers")
         self.stop_event = asyncio.Event()
@@ -192,31 +195,35 @@ class Supervisor:
             if svc.child is None and svc.respawn_at is not None and now >= svc.respawn_at:
                 svc.child = self._spawn_service(svc.role)
                 svc.respawn_at = None
-                if svc.role is Role.LOCALSTORE:
-                    self._sync_localstore()
+                self._sync(svc.role)
         for lg in self.loggers.values():
             if lg.child is None and lg.respawn_at is not None and now >= lg.respawn_at:
                 lg.child = self._spawn_reader(lg)
                 lg.respawn_at = None
 
-    def _sync_localstore(self) -> None:
-        """A (re)started local store learns every running logger, as if their StartLogging came now."""
+    def _sync(self, role: Role) -> None:
+        """A (re)started service learns every running logger, as if their StartLogging came now."""
         for lg in self.loggers.values():
-            self.send_to_localstore(_logger_started(lg))
+            if role is Role.LOCALSTORE:
+                self.send_to_localstore(_logger_started(lg))
+            elif lg.options.ships:
+                self.send_to(Role.SHIPPER, _ship_container(lg))
 
     def _spawn_service(self, role: Role) -> Child:
         data_dir = self.config.data_dir
         settings = self.config.settings
         store_settings = StoreSettings(settings.destroy_logs_on_stop, settings.retain_stopped_for)
 
-        def run_localstore(control: socket.socket) -> ExitCode:
+        def run_service(control: socket.socket) -> ExitCode:
             import uvloop
 
             loop = uvloop.new_event_loop()
             asyncio.set_event_loop(loop)
-            return loop.run_until_complete(LocalStoreProcess(data_dir, control, store_settings).run())
+            if role is Role.LOCALSTORE:
+                return loop.run_until_complete(LocalStoreProcess(data_dir, control, store_settings).run())
+            return loop.run_until_complete(ShipperProcess(data_dir, control).run())
 
-        child = self._spawn(role, role.value, run_localstore)
+        child = self._spawn(role, role.value, run_service)
         log.info("%s started (pid %d)", role, child.pid)
         return child
 
@@ -296,13 +303,17 @@ class Supervisor:
                 child.last_report = time.monotonic()
 
     def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
-        child = self.services[Role.LOCALSTORE].child
+        return self.send_to(Role.LOCALSTORE, msg, fds)
+
+    def send_to(self, role: Role, msg: Message, fds: tuple[int, ...] = ()) -> bool:
+        """A control message to a service; False when it is not running (it resyncs when it starts)."""
+        child = self.services[role].child
         if child is None:
             return False
         try:
             socket.send_fds(child.control, [msg.encode()], list(fds))
         except OSError as exc:
-            log.error("cannot reach the local store (%s): %s", type(msg).__name__, exc)
+            log.error("cannot reach the %s (%s): %s", role, type(msg).__name__, exc)
             return False
         return True
 
@@ -317,6 +328,8 @@ class Supervisor:
             raise StartError("Info.ContainerID must be a full container id (64 hex digits)")
         assert isinstance(container_id, str)
         options = parse_log_options(info.get("Config"))
+        if options.ships:
+            validate_output(options.values)
         path = self._checked_fifo(fifo_path)
         if path in self.loggers:
             return
@@ -325,6 +338,8 @@ class Supervisor:
         self.loggers[path] = lg
         self.registry.save(LoggerRecord(path, info))
         self.send_to_localstore(_logger_started(lg))
+        if options.ships:
+            self.send_to(Role.SHIPPER, _ship_container(lg))
         lg.child = self._spawn_reader(lg)
 
     def stop_logging(self, fifo_path: str) -> None:
@@ -385,7 +400,12 @@ def protobuf_backend() -> str:
 
 def _logger_started(lg: Logger) -> LoggerStarted:
     opts = lg.options
-    return LoggerStarted(lg.container_id, lg.fifo_name, lg.info, opts["max-size"], opts["max-file"], opts["compress"])
+    return LoggerStarted(lg.container_id, lg.fifo_name, lg.info, opts["max-size"], opts["max-file"], opts["compress"],
+                         opts.ships)
+
+
+def _ship_container(lg: Logger) -> ShipContainer:
+    return ShipContainer(lg.container_id, lg.info, dict(lg.options.values))
 
 
 def _kill(pid: int, sig: int) -> None:

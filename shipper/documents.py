@@ -1,0 +1,429 @@
+"""ECS documents for container log lines, laid out like Elastic's ``elastic-logging-plugin`` writes them.
+
+Per container, :func:`container_meta` turns dockerd's ``Info`` and the validated log options into a frozen
+:class:`ContainerMeta` once; a :class:`DocumentBuilder` then serialises the constant part of every document
+once and, per line, only formats the timestamp, the message and the stream (this runs for every log line).
+
+Document layout (``container.*``, ``host.name``, ``agent.*``, ``ecs.version`` as in Elastic's plugin)::
+
+    @timestamp, message, stream, log.flags (["truncated"] only for cut lines),
+    container.{id, name, image.{name, tag, hash.all}, labels, env}, host.name,
+    agent.{type, name, version, id}, ecs.version, data_stream.{type, dataset, namespace} (data streams only),
+    tags, <custom fields>
+
+:class:`IndexTemplate` evaluates Beats format strings (``%{+yyyy.MM.dd}``, ``%{[container.name]}``) for the
+``index`` and ``pipeline`` options.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from supervisor.logopts import LogOptionError
+
+AGENT_TYPE = "elastic-logging-plugin"
+# What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.
+ECS_VERSION = "8.0.0"
+TRUNCATED_FLAG = "truncated"
+
+# Top-level names this module writes; a custom field (``fields`` option) may not take one of them, or it would
+# silently replace or merge into the plugin's own data. Names starting with "_" are ES metadata fields.
+RESERVED_FIELDS = frozenset({
+    "@timestamp", "message", "stream", "log", "container", "host", "agent", "ecs", "data_stream", "tags",
+})
+_NS_PER_S = 1_000_000_000
+_NS_PER_HOUR = 3600 * _NS_PER_S
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------------------------------------------- meta
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A Docker image reference split the way ECS wants it: ``container.image.{name, tag, hash.all}``."""
+
+    name: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_image(reference: str) -> ImageRef:
+    """``registry:5000/team/app:2@sha256:...`` -> name, tag, digest; no tag and no digest means ``latest``.
+
+    A ":" is a tag separator only after the last "/", so a registry port is never taken for a tag.
+    The name is kept as given (``nginx`` stays ``nginx``, not ``docker.io/library/nginx``).
+    """
+    rest, _, digest = reference.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        name, tag = rest[:colon], rest[colon + 1:]
+    else:
+        name, tag = rest, ""
+    if not tag and not digest:
+        tag = "latest"
+    return ImageRef(name, tag or None, digest or None)
+
+
+@dataclass(frozen=True)
+class ContainerMeta:
+    """What every document of one container shares. Built once per container by :func:`container_meta`."""
+
+    container_id: str
+    container_name: str
+    image: ImageRef
+    labels: tuple[tuple[str, str], ...]  # selected labels, keys de-dotted
+    env: tuple[tuple[str, str], ...] = field(repr=False)  # selected environment variables: may hold secrets
+    host_name: str
+    agent_name: str
+    agent_id: str
+    agent_version: str
+    tags: tuple[str, ...]
+    custom: tuple[tuple[str, str], ...]  # the ``fields`` option, keys as given (dotted = nested)
+
+    def static_fields(self) -> dict[str, Any]:
+        """The constant part of each document, as a fresh nested dict (never shared: callers may change it)."""
+        image: dict[str, Any] = {"name": self.image.name}
+        if self.image.tag is not None:
+            image["tag"] = self.image.tag
+        if self.image.digest is not None:
+            image["hash"] = {"all": [self.image.digest]}
+        container: dict[str, Any] = {"id": self.container_id, "name": self.container_name, "image": image}
+        if self.labels:
+            container["labels"] = dict(self.labels)
+        if self.env:
+            container["env"] = dict(self.env)
+        fields: dict[str, Any] = {
+            "container": container,
+            "host": {"name": self.host_name},
+            "agent": {"type": AGENT_TYPE, "name": self.agent_name, "version": self.agent_version,
+                      "id": self.agent_id},
+            "ecs": {"version": ECS_VERSION},
+        }
+        if self.tags:
+            fields["tags"] = list(self.tags)
+        for key, value in self.custom:
+            _set_path(fields, key.split("."), value)
+        return fields
+
+
+def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,
+                   agent_version: str) -> ContainerMeta:
+    """Build a container's :class:`ContainerMeta` from dockerd's ``Info`` and ``LogOptions.values``.
+
+    Labels and environment variables are selected like Docker's own drivers do (``Info.ExtraAttributes``):
+    the keys listed in ``labels``/``env`` plus those matching ``labels-regex``/``env-regex`` (unanchored).
+    Nothing is taken unless asked for: the environment often holds secrets.
+    Raises ``LogOptionError`` for a custom field that collides with the plugin's fields or with another one.
+    """
+    labels = _select(info.get("ContainerLabels") or {}, options.get("labels") or (), options.get("labels-regex"))
+    env_map: dict[str, str] = {}
+    for entry in info.get("ContainerEnv") or ():
+        key, sep, value = entry.partition("=")
+        if sep:  # Docker ignores entries without "="
+            env_map[key] = value
+    env = _select(env_map, options.get("env") or (), options.get("env-regex"))
+    custom = tuple(options.get("fields") or ())
+    _check_custom(custom)
+    return ContainerMeta(
+        container_id=str(info.get("ContainerID") or ""),
+        container_name=str(info.get("ContainerName") or "").lstrip("/"),
+        image=parse_image(str(info.get("ContainerImageName") or "")),
+        labels=labels,
+        env=env,
+        host_name=host_name,
+        agent_name=options.get("name") or host_name,
+        agent_id=agent_id,
+        agent_version=agent_version,
+        tags=tuple(options.get("tags") or ()),
+        custom=custom,
+    )
+
+
+def _select(source: Mapping[str, str], keys: tuple[str, ...], regex: str | None) -> tuple[tuple[str, str], ...]:
+    chosen: dict[str, str] = {}
+    for key in keys:
+        if key in source:
+            chosen[key] = source[key]
+    if regex:
+        pattern = re.compile(regex)
+        for key, value in source.items():
+            if pattern.search(key):  # Go's MatchString: a match anywhere in the key
+                chosen[key] = value
+    # ECS (and Elastic's plugin, DeDotLabels) replaces dots: "com.docker.x" would otherwise become an object path.
+    return tuple((key.replace(".", "_"), str(value)) for key, value in chosen.items())
+
+
+def _check_custom(custom: tuple[tuple[str, str], ...]) -> None:
+    probe: dict[str, Any] = {}
+    for key, value in custom:
+        parts = key.split(".")
+        if not all(parts):
+            raise LogOptionError(f"log-opt 'fields': field name {key!r} has an empty part")
+        if parts[0] in RESERVED_FIELDS or parts[0].startswith("_"):
+            raise LogOptionError(f"log-opt 'fields': field name {key!r} collides with a field the plugin writes "
+                                 f"({parts[0]!r}); choose another name")
+        try:
+            _set_path(probe, parts, value)
+        except ValueError:
+            raise LogOptionError(f"log-opt 'fields': field {key!r} collides with another custom field") from None
+
+
+def _set_path(target: dict[str, Any], parts: list[str], value: str) -> None:
+    for part in parts[:-1]:
+        node = target.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(part)
+        target = node
+    if parts[-1] in target:
+        raise ValueError(parts[-1])
+    target[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------------- index template
+
+
+class IndexTemplateError(LogOptionError):
+    """A bad ``index``/``pipeline`` format string, or a field it names that the container does not have."""
+
+
+_DATE_TOKENS = re.compile(r"yyyy|yy|MM|dd|HH|[^A-Za-z%]+|%")
+_STRFTIME = {"yyyy": "%Y", "yy": "%y", "MM": "%m", "dd": "%d", "HH": "%H", "%": "%%"}
+_INVALID_INDEX_CHARS = frozenset('\\/*?"<>| ,#:')
+
+
+@dataclass(frozen=True)
+class _FieldRef:
+    path: tuple[str, ...]
+    default: str | None
+
+
+@dataclass(frozen=True)
+class _DateRef:
+    strftime: str
+
+
+class IndexTemplate:
+    """A Beats format string, parsed once: literal text, ``%{+yyyy.MM.dd}`` and ``%{[field.path]}``.
+
+    * ``%{+FORMAT}``: the event's ``@timestamp`` in UTC; FORMAT takes ``yyyy yy MM dd HH`` and non-letters.
+    * ``%{[a.b]}`` / ``%{[a.b]:default}``: a field of the container's documents (``container.name``,
+      ``agent.version``, a custom field...). Per-line fields (message, stream, @timestamp) are not available:
+      an index per line value would explode the number of indices.
+
+    Syntax errors raise :class:`IndexTemplateError` in the constructor; :meth:`validate` checks the fields
+    against a container at StartLogging; :meth:`render` raises :class:`IndexTemplateError` for a missing field
+    (only possible when validate was skipped). Rendered names are lower-cased (ES index names must be).
+    """
+
+    def __init__(self, pattern: str, option: str = "index") -> None:
+        self.pattern = pattern
+        self.option = option
+        self._parts = self._parse(pattern)
+        self.fields = tuple(p.path for p in self._parts if isinstance(p, _FieldRef))
+        self.has_date = any(isinstance(p, _DateRef) for p in self._parts)
+
+    def __repr__(self) -> str:
+        return f"IndexTemplate({self.pattern!r})"
+
+    @property
+    def is_data_stream(self) -> bool:
+        """Whether the target is a data stream by ES 8's built-in ``logs-*-*`` template (``create`` only)."""
+        return fnmatch.fnmatchcase(self.pattern.lower(), "logs-*-*")
+
+    def _error(self, text: str) -> IndexTemplateError:
+        return IndexTemplateError(f"log-opt {self.option!r}: {text} in {self.pattern!r}")
+
+    def _parse(self, pattern: str) -> list[str | _FieldRef | _DateRef]:
+        parts: list[str | _FieldRef | _DateRef] = []
+        pos = 0
+        while (start := pattern.find("%{", pos)) >= 0:
+            end = pattern.find("}", start)
+            if end < 0:
+                raise self._error(f"'%{{' at position {start} is not closed by '}}'")
+            if start > pos:
+                parts.append(pattern[pos:start])
+            parts.append(self._parse_ref(pattern[start + 2:end], start))
+            pos = end + 1
+        if pos < len(pattern):
+            parts.append(pattern[pos:])
+        if not parts:
+            raise self._error("empty format")
+        return parts
+
+    def _parse_ref(self, body: str, at: int) -> _FieldRef | _DateRef:
+        if body.startswith("+"):
+            tokens = _DATE_TOKENS.findall(body[1:])
+            if not body[1:] or "".join(tokens) != body[1:]:
+                raise self._error(f"date format %{{{body}}} at position {at} is not supported "
+                                  "(use yyyy, yy, MM, dd, HH and separators)")
+            return _DateRef("".join(_STRFTIME.get(t, t) for t in tokens))
+        if body.startswith("["):
+            close = body.find("]")
+            path, rest = body[1:close], body[close + 1:]
+            if close < 0 or not path or not all(path.split(".")) or (rest and not rest.startswith(":")):
+                raise self._error(f"field reference %{{{body}}} at position {at} is malformed (use %{{[a.b]}})")
+            return _FieldRef(tuple(path.split(".")), rest[1:] if rest else None)
+        raise self._error(f"%{{{body}}} at position {at} is neither %{{+date}} nor %{{[field]}}")
+
+    def validate(self, meta: ContainerMeta) -> str:
+        """Render for ``meta`` now; raise :class:`IndexTemplateError` naming a missing field or a bad result."""
+        name = self.render(meta, 0)
+        if self.option == "index":
+            bad = sorted(set(name) & _INVALID_INDEX_CHARS)
+            if bad or not name or name[0] in "-_+" or name in {".", ".."}:
+                raise self._error(f"renders {name!r}, which is not a valid index name")
+        return name
+
+    def render(self, source: ContainerMeta | Mapping[str, Any], time_nano: int) -> str:
+        """The name for a document of ``source`` (its meta or the document itself) at ``time_nano``."""
+        fields = source.static_fields() if isinstance(source, ContainerMeta) else source
+        when: dt.datetime | None = None
+        out = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, _DateRef):
+                when = when or dt.datetime.fromtimestamp(time_nano // _NS_PER_S, dt.UTC)
+                out.append(when.strftime(part.strftime))
+            else:
+                out.append(self._lookup(fields, part))
+        return "".join(out).lower()
+
+    def _lookup(self, fields: Mapping[str, Any], ref: _FieldRef) -> str:
+        node: Any = fields
+        for key in ref.path:
+            if not isinstance(node, Mapping) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is None or isinstance(node, Mapping | list):
+            if ref.default is not None:
+                return ref.default
+            what = "is missing" if node is None else "is not a single value"
+            raise self._error(f"field [{'.'.join(ref.path)}] {what} (add a default: %{{[field]:value}})")
+        return str(node)
+
+
+# ---------------------------------------------------------------------------------------------------- documents
+
+
+def data_stream_fields(name: str) -> dict[str, str]:
+    """``logs-<dataset>-<namespace>`` -> ``data_stream.*`` (the namespace is after the last "-")."""
+    ds_type, _, rest = name.partition("-")
+    dataset, _, namespace = rest.rpartition("-")
+    return {"type": ds_type, "dataset": dataset, "namespace": namespace}
+
+
+class DocumentBuilder:
+    """Documents of one container. :meth:`encode` is the per-line fast path; :meth:`document` the readable one.
+
+    ``message``: the line as UTF-8 (invalid bytes replaced by U+FFFD), without its trailing "\\n", leading
+    whitespace kept. ``truncated``: the shipper cut the line at its size cap; adds ``log.flags: ["truncated"]``.
+    """
+
+    def __init__(self, meta: ContainerMeta, index_template: IndexTemplate) -> None:
+        self.meta = meta
+        self.index_template = index_template
+        self._index = index_template.validate(meta)  # also the name for every line when there is no date part
+        self._indices: dict[int, str] = {}  # UTC hour (the finest date unit) -> name
+        self._static = meta.static_fields()
+        self._tails: dict[str, bytes] = {}  # index name -> serialised constant fields (they differ by data_stream)
+        self._streams: dict[str, bytes] = {}
+        # Caches start empty, not at -1: that is a valid second (1969-12-31T23:59:59) and day.
+        self._second: int | None = None
+        self._day: int | None = None
+        self._date = b""
+        self._prefix = b""
+
+    # ------------------------------------------------------------------ shared parts
+
+    def index_name(self, time_nano: int) -> str:
+        if not self.index_template.has_date:
+            return self._index
+        hour = time_nano // _NS_PER_HOUR
+        name = self._indices.get(hour)
+        if name is None:
+            if len(self._indices) > 64:  # a backlog spanning days: keep the memo small
+                self._indices.clear()
+            name = self._indices[hour] = self.index_template.render(self._static, time_nano)
+        return name
+
+    def _constant(self, index: str) -> dict[str, Any]:
+        if not self.index_template.is_data_stream:
+            return self._static
+        return {**self._static, "data_stream": data_stream_fields(index)}
+
+    def _tail(self, index: str) -> bytes:
+        tail = self._tails.get(index)
+        if tail is None:
+            if len(self._tails) > 64:  # dated data streams: one entry per name
+                self._tails.clear()
+            # '{"container":...}' -> ',"container":...}': spliced after the per-line fields.
+            tail = self._tails[index] = b"," + orjson.dumps(self._constant(index))[1:]
+        return tail
+
+    def timestamp(self, time_nano: int) -> str:
+        return self._timestamp(time_nano).decode()
+
+    def _timestamp(self, time_nano: int) -> bytes:
+        second, nanos = divmod(time_nano, _NS_PER_S)  # floor division: right for times before 1970 too
+        if second != self._second:
+            # Formatting a datetime costs more than the rest of a document: the date once per day, the
+            # time of day once per second, by arithmetic.
+            day, in_day = divmod(second, 86_400)
+            if day != self._day:
+                date = _EPOCH + dt.timedelta(days=day)
+                self._date = b"%04d-%02d-%02dT" % (date.year, date.month, date.day)
+                self._day = day
+            hours, in_hour = divmod(in_day, 3600)
+            self._prefix = self._date + b"%02d:%02d:%02d." % (hours, in_hour // 60, in_hour % 60)
+            self._second = second
+        return self._prefix + b"%09dZ" % nanos
+
+    # ------------------------------------------------------------------ documents
+
+    def document(self, time_nano: int, source: str, message: bytes, truncated: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "@timestamp": self.timestamp(time_nano),
+            "message": _text(message),
+            "stream": source,
+        }
+        if truncated:
+            doc["log"] = {"flags": [TRUNCATED_FLAG]}
+        # A deep copy: the caller may change the document, the builder's constant part must stay as it is.
+        doc.update(copy.deepcopy(self._constant(self.index_name(time_nano))))
+        return doc
+
+    def encode(self, time_nano: int, source: str, message: bytes, truncated: bool = False) -> bytes:
+        """``orjson.dumps(self.document(...))`` in meaning, built from pre-serialised parts."""
+        return self.encode_with_index(time_nano, source, message, truncated)[1]
+
+    def encode_with_index(self, time_nano: int, source: str, message: bytes,
+                          truncated: bool = False) -> tuple[str, bytes]:
+        """The target index (or data stream) and the encoded document."""
+        index = self.index_name(time_nano)
+        stream = self._streams.get(source)
+        if stream is None:
+            stream = self._streams[source] = b',"stream":' + orjson.dumps(source)
+        if message.endswith(b"\n"):
+            message = message[:-1]
+        body = (b'{"@timestamp":"' + self._timestamp(time_nano) + b'","message":'
+                + orjson.dumps(message.decode("utf-8", "replace")) + stream
+                + (b',"log":{"flags":["truncated"]}' if truncated else b"") + self._tail(index))
+        return index, body
+
+
+def _text(message: bytes) -> str:
+    if message.endswith(b"\n"):
+        message = message[:-1]
+    return message.decode("utf-8", "replace")

@@ -1,0 +1,306 @@
+"""The shipper process: pulls each shipping container's stored records, bulk-indexes them, acknowledges.
+
+It keeps no line that the local store does not also keep: it fetches a container's records only while its
+output has room, so a slow or absent Elasticsearch makes it fall behind, never lose, and never block a reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from localstore.paths import fetch_endpoint, is_container_id
+from proto.messages import (
+    MAX_CONTROL_MESSAGE,
+    Ack,
+    ChildStats,
+    ExitCode,
+    Fetch,
+    MessageError,
+    Records,
+    ShipContainer,
+    decode,
+)
+from shipper.bulk import BulkShipper
+from shipper.feed import ContainerFeed, Encoder, PendingDoc
+from shipper.output import OutputConfig, make_client, output_config
+
+log = logging.getLogger("elp.shipper")
+
+FETCH_BYTES = 1 << 20
+MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledgement
+IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
+STATS_INTERVAL = 1.0
+
+
+class ShipperProcess:
+    def __init__(self, data_dir: Path, control: socket.socket) -> None:
+        self.data_dir = data_dir
+        self.control = control
+        self.config_dir = data_dir / "shipper"
+        self.stop = asyncio.Event()
+        self.feeds: dict[str, ContainerFeed] = {}
+        self.feed_output: dict[str, OutputConfig] = {}
+        self.outputs: dict[OutputConfig, BulkShipper] = {}
+        self.idle_until: dict[str, float] = {}
+        self.bad_messages = 0
+        self.dealer: zmq.Socket
+        self.agent_id = self._agent_id()
+
+    async def run(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        ctx = zmq.Context(io_threads=1)
+        self.dealer = ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.setsockopt(zmq.MAXMSGSIZE, FETCH_BYTES * 4)
+        self.dealer.connect(fetch_endpoint(self.data_dir))
+        dealer_fd = int(self.dealer.getsockopt(zmq.FD))
+        loop.add_reader(dealer_fd, self._on_records)
+        self.control.setblocking(False)
+        loop.add_reader(self.control.fileno(), self._on_control)
+        for container_id, info, options in self._load_configs():
+            self.ship(container_id, info, options)
+        ticker = asyncio.create_task(self._tick())
+        await self.stop.wait()
+        ticker.cancel()
+        loop.remove_reader(dealer_fd)
+        loop.remove_reader(self.control.fileno())
+        for bulk in self.outputs.values():
+            if bulk.task:
+                bulk.task.cancel()
+        await asyncio.gather(ticker, *(b.task for b in self.outputs.values() if b.task), return_exceptions=True)
+        for bulk in self.outputs.values():
+            await bulk.client.close()
+        self._send_stats()
+        self.dealer.close()
+        ctx.term()
+        return ExitCode.DONE
+
+    # --- containers --------------------------------------------------------------------------------------
+
+    def ship(self, container_id: str, info: dict[str, Any], options: dict[str, Any]) -> None:
+        """Start (or update) shipping one container."""
+        try:
+            config = output_config(options)
+            encoder = self._encoder(info, options)
+        except ValueError as exc:
+            log.error("container %s: cannot ship: %s", container_id[:12], exc)
+            return
+        bulk = self.outputs.get(config)
+        if bulk is None:
+            bulk = BulkShipper(config.describe(), make_client(config), options, self._finished)
+            bulk.start()
+            self.outputs[config] = bulk
+            log.info("shipping to %s", config.describe())
+        feed = self.feeds.get(container_id)
+        if feed is None:
+            feed = ContainerFeed(container_id, encoder)
+            self.feeds[container_id] = feed
+        else:
+            feed.encode = encoder
+        self.feed_output[container_id] = config
+        self.idle_until.pop(container_id, None)
+        self._save_config(container_id, info, options)
+        self._fetch(feed)
+
+    def _encoder(self, info: dict[str, Any], options: dict[str, Any]) -> Encoder:
+        from shipper.documents import DocumentBuilder, IndexTemplate, container_meta
+
+        meta = container_meta(info, options, socket.gethostname(), self.agent_id, _version())
+        builder = DocumentBuilder(meta, IndexTemplate(str(options["index"])))
+        return builder.encode_with_index
+
+    def _fetch(self, feed: ContainerFeed) -> None:
+        if feed.fetching or feed.backlog >= MAX_BACKLOG:
+            return
+        bulk = self.outputs.get(self.feed_output.get(feed.container_id))  # type: ignore[arg-type]
+        if bulk is None or bulk.full:
+            return
+        generation, offset = feed.next_pos if feed.next_pos else (-1, 0)
+        try:
+            self.dealer.send(Fetch(feed.container_id, generation, offset, FETCH_BYTES).encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        feed.fetching = True
+
+    def _on_records(self) -> None:
+        for _ in range(64):
+            if not int(self.dealer.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                return
+            raw = self.dealer.recv(zmq.NOBLOCK)
+            try:
+                msg = decode(raw)
+            except MessageError as exc:
+                self._bad_message(exc)
+                continue
+            if not isinstance(msg, Records):
+                self._bad_message(MessageError(f"unexpected {type(msg).__name__} from the local store"))
+                continue
+            feed = self.feeds.get(msg.container_id)
+            if feed is None:
+                continue
+            feed.fetching = False
+            docs = feed.on_records(msg)
+            if msg.skipped_files:
+                log.error("container %s: %d rotated files were deleted before their lines were shipped; those "
+                          "lines are lost to Elasticsearch (counted in stats)", feed.container_id[:12],
+                          msg.skipped_files)
+            bulk = self.outputs[self.feed_output[feed.container_id]]
+            if docs:
+                bulk.add(docs)
+            if msg.stopped and not msg.records:
+                self.idle_until[feed.container_id] = time.monotonic() + IDLE_REPOLL
+                self._maybe_forget(feed)
+            else:
+                self._fetch(feed)
+        asyncio.get_running_loop().call_soon(self._on_records)
+
+    def _finished(self, doc: PendingDoc) -> None:
+        feed = self.feeds.get(doc.container_id)
+        if feed is None:
+            return
+        position = feed.done(doc.end)
+        if position is not None:
+            try:
+                self.dealer.send(Ack(doc.container_id, position[0], position[1]).encode(), zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the next acknowledgement carries a later position
+        if feed.container_id not in self.idle_until:
+            self._fetch(feed)
+        else:
+            self._maybe_forget(feed)
+
+    def _maybe_forget(self, feed: ContainerFeed) -> None:
+        """A stopped container whose every line is in Elasticsearch needs no more shipping (nor its secrets)."""
+        if feed.stopped and not feed.backlog and not feed.group:
+            self.feeds.pop(feed.container_id, None)
+            self.feed_output.pop(feed.container_id, None)
+            self.idle_until.pop(feed.container_id, None)
+            (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
+            log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
+
+    async def _tick(self) -> None:
+        while True:
+            now = time.monotonic()
+            for container_id, until in list(self.idle_until.items()):
+                feed = self.feeds.get(container_id)
+                if feed is not None and now >= until:
+                    del self.idle_until[container_id]
+                    self._fetch(feed)
+            for feed in self.feeds.values():
+                if not feed.fetching and feed.container_id not in self.idle_until:
+                    self._fetch(feed)  # an output that was full has room again
+            self._send_stats()
+            await asyncio.sleep(STATS_INTERVAL)
+
+    # --- control and persistence ---------------------------------------------------------------------------
+
+    def _on_control(self) -> None:
+        while True:
+            try:
+                data = self.control.recv(MAX_CONTROL_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.stop.set()
+                return
+            if not data:
+                self.stop.set()
+                return
+            try:
+                msg = decode(data)
+            except MessageError as exc:
+                self._bad_message(exc)
+                continue
+            if isinstance(msg, ShipContainer) and is_container_id(msg.container_id):
+                self.ship(msg.container_id, msg.info, msg.options)
+            else:
+                self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+
+    def _save_config(self, container_id: str, info: dict[str, Any], options: dict[str, Any]) -> None:
+        """Kept so that a restarted plugin ships what it still owes; 0600: the options may hold secrets."""
+        self.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.config_dir / f"{container_id}.json"
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"info": info, "options": options}, f)
+        os.replace(tmp, path)
+
+    def _load_configs(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        configs = []
+        for path in sorted(self.config_dir.glob("*.json")) if self.config_dir.exists() else []:
+            try:
+                data = json.loads(path.read_text())
+                configs.append((path.stem, dict(data["info"]), dict(data["options"])))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable shipping config %s: %s", path, type(exc).__name__)
+        return [c for c in configs if is_container_id(c[0])]
+
+    def _agent_id(self) -> str:
+        path = self.data_dir / "agent-id"
+        try:
+            return path.read_text().strip()
+        except OSError:
+            agent_id = str(uuid.uuid4())
+            try:
+                path.write_text(agent_id)
+            except OSError as exc:
+                log.warning("cannot keep the agent id in %s: %s", path, exc)
+            return agent_id
+
+    def _bad_message(self, exc: Exception) -> None:
+        self.bad_messages += 1
+        if self.bad_messages == 1:
+            log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
+
+    def _send_stats(self) -> None:
+        totals: dict[str, int] = {}
+        outputs = []
+        for bulk in self.outputs.values():
+            for name, value in bulk.counters.items():
+                totals[name] = totals.get(name, 0) + value
+            outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
+                            "in_flight": bulk.in_flight, "last_error": bulk.last_error,
+                            "failed_by_reason": dict(bulk.failed_reasons)})
+        counters: dict[str, Any] = {
+            "queued": sum(len(b.queue) for b in self.outputs.values()),
+            "in_flight": sum(b.in_flight for b in self.outputs.values()),
+            "shipped_total": totals.get("shipped_total", 0),
+            "duplicates_total": totals.get("duplicates_total", 0),
+            "retried_total": totals.get("retried_total", 0),
+            "failed_total": totals.get("failed_total", 0),
+            "dead_lettered_total": totals.get("dead_lettered_total", 0),
+            "bad_messages_total": self.bad_messages,
+            "outputs": outputs,
+            "per_container": {
+                cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
+                      "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
+                for cid, f in self.feeds.items()
+            },
+        }
+        try:
+            self.control.send(ChildStats("shipper", counters).encode(), socket.MSG_DONTWAIT)
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("elastic-logging-plugin")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,118 @@
+"""Shipping through the real supervisor into the Elasticsearch stand-in: every line once, whatever happens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import RunningPlugin, wait_until
+from tests.dockerd_driver import entry
+from tests.es_standin import EsStandin
+
+INDEX = "logs-docker-default"
+
+
+@pytest.fixture
+def es() -> Iterator[EsStandin]:
+    with EsStandin() as standin:
+        yield standin
+
+
+def messages(es: EsStandin) -> list[str]:
+    return [d["message"] for d in es.docs(INDEX)]
+
+
+def wait_docs(es: EsStandin, n: int, timeout: float = 20) -> None:
+    wait_until(lambda: len(es.docs(INDEX)) >= n, timeout, message=f"{n} documents in Elasticsearch")
+
+
+def test_lines_become_ecs_documents(plugin: RunningPlugin, es: EsStandin) -> None:
+    lg = plugin.logger(name="web-1", config={"hosts": es.url, "compression_level": "1"})
+    assert lg.start() == {"_status": 200}
+    t = time.time_ns()
+    lg.write(entry(b"hello", time_nano=t), entry(b"  indented", source="stderr", time_nano=t + 1))
+    wait_docs(es, 2)
+    first, second = sorted(es.docs(INDEX), key=lambda d: d["@timestamp"])
+    assert first["message"] == "hello" and first["stream"] == "stdout"
+    assert second["message"] == "  indented" and second["stream"] == "stderr"
+    assert first["container"]["id"] == lg.container_id
+    assert first["container"]["name"] == "web-1"
+    assert first["@timestamp"].endswith("Z")
+    assert es.bulk_requests[0].headers.get("content-encoding") == "gzip"
+    lg.stop()
+
+
+def test_split_line_is_one_document(plugin: RunningPlugin, es: EsStandin) -> None:
+    from tests.supervisor.test_plugin_integration import split_line
+
+    lg = plugin.logger(config={"hosts": es.url})
+    lg.start()
+    long_line = b"y" * 40_000
+    lg.write(*split_line(long_line, time.time_ns()), entry(b"next"))
+    wait_docs(es, 2)
+    assert sorted(messages(es), key=len) == ["next", long_line.decode()]
+    lg.stop()
+
+
+def test_outage_then_recovery_loses_and_duplicates_nothing(plugin: RunningPlugin, es: EsStandin) -> None:
+    lg = plugin.logger(config={"hosts": es.url, "backoff_init": "100ms", "backoff_max": "500ms"})
+    lg.start()
+    lg.write(*(entry(b"before %d" % i) for i in range(100)))
+    wait_docs(es, 100)
+    es.down()
+    lg.write(*(entry(b"during %d" % i) for i in range(2000)))  # the container is never blocked meanwhile
+    wait_until(lambda: plugin.stats()["shipper"]["retried_total"] > 0, 20, message="the shipper to be retrying")
+    es.up()
+    wait_docs(es, 2100, timeout=60)
+    counts = Counter(messages(es))
+    assert len(counts) == 2100 and max(counts.values()) == 1
+    lg.stop()
+
+
+def test_per_item_429_is_retried_and_mapping_errors_are_counted(plugin: RunningPlugin, es: EsStandin) -> None:
+    es.item_error(lambda d: d.get("message") == "busy", status=429, count=3)
+    es.item_error(lambda d: d.get("message") == "bad", status=400, error_type="document_parsing_exception")
+    lg = plugin.logger(config={"hosts": es.url, "backoff_init": "50ms"})
+    lg.start()
+    lg.write(entry(b"busy"), entry(b"bad"), entry(b"fine"))
+    wait_until(lambda: sorted(messages(es)) == ["busy", "fine"], 20, message="busy and fine stored")
+    wait_until(lambda: plugin.stats()["shipper"]["failed_total"] == 1, 10, message="the refused document counted")
+    assert "document_parsing_exception" in plugin.log_text()
+    lg.stop()
+
+
+def test_killed_shipper_resumes_without_loss_or_duplicates(plugin: RunningPlugin, es: EsStandin) -> None:
+    lg = plugin.logger(config={"hosts": es.url})
+    lg.start()
+    for round_ in range(5):
+        lg.write(*(entry(b"r%d-%d" % (round_, i)) for i in range(500)))
+        pid = plugin.stats()["shipper"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda old=pid: plugin.stats()["shipper"]["pid"] not in (None, old), message="a new shipper")
+    wait_docs(es, 2500, timeout=60)
+    counts = Counter(messages(es))
+    assert len(counts) == 2500 and max(counts.values()) == 1
+    lg.stop()
+
+
+def test_unknown_host_option_is_refused(plugin: RunningPlugin) -> None:
+    lg = plugin.logger(config={"hosts": "http://:notaport"})
+    assert "hosts" in lg.start()["Err"]
+
+
+def test_secrets_never_reach_logs_or_stats(plugin: RunningPlugin) -> None:
+    with EsStandin(users={"elastic": "s3cr3t-pw"}) as es:
+        lg = plugin.logger(config={"hosts": es.url, "user": "elastic", "password": "wrong-s3cr3t"})
+        lg.start()
+        lg.write(entry(b"x"))
+        wait_until(lambda: plugin.stats()["shipper"]["outputs"] and
+                   plugin.stats()["shipper"]["outputs"][0]["reachable"] is False, 20, message="a 401")
+        text = plugin.log_text() + str(plugin.stats())
+        assert "wrong-s3cr3t" not in text
+        assert "401" in text
+        lg.stop()

@@ -31,4 +31,4 @@ COPY --from=install /opt/elp /opt/elp
 ENV PYTHONPATH=/opt/elp/site
 # The same command as config.json's Entrypoint (socket name: see config.json). `docker create` of this
 # image (by build-plugin.sh) needs a command, and `docker run` of the image is handy to check the install.
-ENTRYPOINT ["python3", "-m", "supervisor", "serve", "--socket", "/run/docker/plugins/elp.sock"]
+ENTRYPOINT ["python3", "-m", "supervisor", "serve"]

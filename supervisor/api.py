@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from localstore.paths import is_container_id
 from proto.messages import ReadRequest
-from supervisor.arbiter import protobuf_backend
 from supervisor.logopts import LogOptionError
+from supervisor.stats import ProcessSampler, collect, prometheus
 from supervisor.timeparse import parse_go_time
 
 if TYPE_CHECKING:
@@ -34,6 +33,7 @@ RELAY_CHUNK = 256 * 1024
 RELAY_IDLE_CHECK = 1.0
 
 SUPERVISOR_KEY = web.AppKey("supervisor", object)
+SAMPLER_KEY = web.AppKey("sampler", object)
 
 
 class BadRequest(ValueError):
@@ -49,7 +49,17 @@ def make_app(supervisor: Supervisor) -> web.Application:
     app.router.add_post("/LogDriver.StopLogging", stop_logging)
     app.router.add_post("/LogDriver.ReadLogs", read_logs)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    app[SAMPLER_KEY] = ProcessSampler()
     app.middlewares.append(json_errors)
+    return app
+
+
+def make_metrics_app(supervisor: Supervisor) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SUPERVISOR_KEY] = supervisor
+    app[SAMPLER_KEY] = ProcessSampler()
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -177,35 +187,9 @@ async def _relay(request: web.Request, sock: socket.socket, response: web.Stream
 
 
 async def stats(request: web.Request) -> web.Response:
-    sup = _supervisor(request)
-    now = time.monotonic()
-    services = {
-        role.value: {"pid": svc.child.pid if svc.child else None, "restarts": svc.restarts,
-                     **(svc.child.counters if svc.child else {})}
-        for role, svc in sup.services.items()
-    }
-    readers = [
-        {
-            "container_id": lg.container_id,
-            "container_name": str(lg.info.get("ContainerName", "")).lstrip("/"),
-            "fifo": lg.fifo_name,
-            "pid": lg.child.pid if lg.child else None,
-            "state": "running" if lg.child else "restarting",
-            "stopping": lg.stopping,
-            "restarts": lg.restarts,
-            **(lg.child.counters if lg.child else {}),
-        }
-        for lg in sup.loggers.values()
-    ]
-    body = {
-        "supervisor": {
-            "pid": os.getpid(),
-            "uptime_s": round(now - sup.started_at, 3),
-            "protobuf": protobuf_backend(),
-            "restarts": sum(svc.restarts for svc in sup.services.values())
-            + sum(lg.restarts for lg in sup.loggers.values()),
-        },
-        **services,
-        "readers": readers,
-    }
-    return web.json_response(body)
+    return web.json_response(collect(_supervisor(request), request.app[SAMPLER_KEY]))  # type: ignore[arg-type]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = collect(_supervisor(request), request.app[SAMPLER_KEY], uss=False)  # type: ignore[arg-type]
+    return web.Response(body=prometheus(data), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -41,6 +41,7 @@ from supervisor.logopts import LogOptions, parse_log_options
 from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
+from supervisor.stats import protobuf_backend
 from workers.main import ReaderProcess, ReaderSpec
 
 log = logging.getLogger("elp.supervisor")
@@ -120,11 +121,13 @@ class Supervisor:
         self.config.socket_path.unlink(missing_ok=True)
         await site.start()
         log.info("listening on %s (data in %s)", self.config.socket_path, self.config.data_dir)
-        if protobuf_backend() != "upb":
+        backend = protobuf_backend()
+        if backend != "upb":
             log.warning("protobuf runs its %s implementation, not upb: decoding is about 10x slower; "
-                        "install protobuf's binary wheel", protobuf_backend())
+                        "install protobuf's binary wheel", backend)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_ipc_path()
+        metrics_runner = await self._serve_metrics()
         self.manage()
         self.reattach()
         while not self.stop_event.is_set():
@@ -134,8 +137,28 @@ class Supervisor:
                 pass
             self.reap()
             self.manage()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await self.shutdown(site, runner)
         return 0
+
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        """METRICS_ADDR: /metrics alone on TCP for scraping (the LogDriver API never leaves the unix socket)."""
+        from supervisor.api import make_metrics_app
+
+        address = self.config.settings.metrics_addr
+        if address is None:
+            return None
+        runner = web.AppRunner(make_metrics_app(self), handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, address[0], address[1], shutdown_timeout=1.0).start()
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s", address[0], address[1], exc)
+            await runner.cleanup()
+            return None
+        log.info("metrics on http://%s:%d/metrics", address[0], address[1])
+        return runner
 
     def _check_ipc_path(self) -> None:
         endpoint = localstore_endpoint(self.config.data_dir)
@@ -299,8 +322,7 @@ class Supervisor:
                 log.warning("%s (pid %d) sent a bad report: %s", child.role, child.pid, exc)
                 continue
             if isinstance(msg, ChildStats):
-                child.counters = dict(msg.counters)
-                child.last_report = time.monotonic()
+                child.report(dict(msg.counters))
 
     def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         return self.send_to(Role.LOCALSTORE, msg, fds)
@@ -390,12 +412,6 @@ class Supervisor:
                 self.registry.remove(record.fifo_path)
                 continue
             log.info("re-attached to the FIFO of container %s", record.info.get("ContainerID", "?")[:12])
-
-
-def protobuf_backend() -> str:
-    from google.protobuf.internal import api_implementation
-
-    return str(api_implementation.Type())
 
 
 def _logger_started(lg: Logger) -> LoggerStarted:

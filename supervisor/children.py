@@ -51,6 +51,21 @@ class Child:
     started_wall: float = field(default_factory=time.time)
     last_report: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
+    previous: tuple[float, dict[str, Any]] = (0.0, {})
+
+    def report(self, counters: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self.last_report:
+            self.previous = (self.last_report, self.counters)
+        self.counters = counters
+        self.last_report = now
+
+    def rate(self, name: str) -> float:
+        """Per-second change of a counter between the last two reports."""
+        then, old = self.previous
+        if not then or name not in old or name not in self.counters:
+            return 0.0
+        return max(0.0, (self.counters[name] - old[name]) / max(self.last_report - then, 1e-3))
 
     def close(self) -> None:
         self.control.close()

@@ -29,6 +29,16 @@ class Setting:
     doc: str
 
 
+def parse_listen_address(value: str) -> tuple[str, int] | None:
+    """``host:port`` to serve /metrics on; empty = off."""
+    if not value.strip():
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9095")
+    return host.strip("[]"), int(port)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", parse_log_level, "info", "the plugin's own log level: debug, info, warning, error"),
     Setting(
@@ -43,6 +53,12 @@ SETTINGS: tuple[Setting, ...] = (
         "0",
         "delete the local files of containers stopped for longer than this (e.g. 7d, 12h); 0 keeps them",
     ),
+    Setting(
+        "METRICS_ADDR",
+        parse_listen_address,
+        "",
+        "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9095); empty: only on the plugin socket",
+    ),
 )
 
 
@@ -51,12 +67,13 @@ class PluginSettings:
     log_level: int = logging.INFO
     destroy_logs_on_stop: bool = False
     retain_stopped_for: float = 0.0
+    metrics_addr: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PluginSettings:
         values: dict[str, Any] = {}
         for setting in SETTINGS:
-            raw = environ.get(setting.name, "") or setting.default
+            raw = environ.get(setting.name, setting.default)
             try:
                 values[setting.name.lower()] = setting.parse(raw)
             except ValueError as exc:

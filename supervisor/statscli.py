@@ -49,16 +49,29 @@ def show_stats(path: Path, as_json: bool) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     sup = data["supervisor"]
-    print(f"supervisor  pid {sup['pid']}  up {sup['uptime_s']:.0f}s  restarts {sup['restarts']}")
+    print(f"supervisor  pid {sup['pid']}  up {sup['uptime_s']:.0f}s  restarts {sup['restarts']}  "
+          f"rss {_mib(sup.get('rss_bytes'))}  protobuf {sup.get('protobuf')}")
     store = data.get("localstore", {})
-    print(
-        f"localstore  pid {store.get('pid')}  records {store.get('records_total', 0)}  "
-        f"bytes {store.get('bytes_total', 0)}  disk free {store.get('disk_free_bytes', 0)}"
-    )
-    print(f"{'CONTAINER':14} {'NAME':20} {'PID':>7} {'STATE':10} {'LINES':>10} {'BYTES':>12} {'DISCARDED':>9}")
+    print(f"localstore  pid {store.get('pid')}  records {store.get('records_total', 0)}  "
+          f"bytes {store.get('bytes_total', 0)}  rotations {store.get('rotations_total', 0)}  "
+          f"dropped {store.get('records_dropped_total', 0)}  disk free {_mib(store.get('disk_free_bytes'))}  "
+          f"rss {_mib(store.get('rss_bytes'))}")
+    ship = data.get("shipper", {})
+    print(f"shipper     pid {ship.get('pid')}  shipped {ship.get('shipped_total', 0)}  queued {ship.get('queued', 0)}  "
+          f"in flight {ship.get('in_flight', 0)}  retried {ship.get('retried_total', 0)}  "
+          f"failed {ship.get('failed_total', 0)}  dead-lettered {ship.get('dead_lettered_total', 0)}")
+    for out in ship.get("outputs", []):
+        state = {True: "reachable", False: "UNREACHABLE", None: "not tried yet"}[out.get("reachable")]
+        print(f"  -> {out['output']}: {state}{'  (' + out['last_error'] + ')' if out.get('last_error') else ''}")
+    print(f"{'CONTAINER':13} {'NAME':18} {'PID':>7} {'STATE':10} {'LINES':>10} {'LINES/S':>8} {'BYTES':>12} "
+          f"{'DISCARD':>7} {'RESTART':>7} {'RSS':>8} {'CPU%':>5}")
     for r in data.get("readers", []):
-        print(
-            f"{r['container_id'][:12]:14} {r['container_name'][:20]:20} {r['pid'] or '-':>7} {r['state']:10} "
-            f"{r.get('lines_total', 0):>10} {r.get('bytes_total', 0):>12} {r.get('frames_discarded_total', 0):>9}"
-        )
+        print(f"{r['container_id'][:12]:13} {r['container_name'][:18]:18} {r['pid'] or '-':>7} {r['state']:10} "
+              f"{r.get('lines_total', 0):>10} {r.get('lines_per_s', 0):>8.0f} {r.get('bytes_total', 0):>12} "
+              f"{r.get('frames_discarded_total', 0):>7} {r.get('restarts', 0):>7} {_mib(r.get('rss_bytes')):>8} "
+              f"{r.get('cpu_percent', 0):>5.1f}")
     return 0
+
+
+def _mib(value: object) -> str:
+    return f"{value / 2**20:.1f}M" if isinstance(value, int | float) and value >= 0 else "-"

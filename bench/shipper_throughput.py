@@ -1,0 +1,231 @@
+"""Docs/s from a FIFO into Elasticsearch beside a bare ``helpers.bulk`` loop; and line -> bulk latency.
+
+Both run against ``bench._counting_es``, an Elasticsearch stand-in in its own process that only counts.
+
+P3. Reference: the same N documents (built beforehand with ``DocumentBuilder.document``, not timed) sent by
+``elasticsearch.helpers.bulk(Elasticsearch(url), actions, chunk_size=1600)`` as ``create`` actions. Ours: the
+real plugin (supervisor, reader, local store, shipper) fed N frames through a logger's FIFO with ``cat``; the
+clock runs from the first write until the stand-in has seen N documents. So ours includes reading, decoding,
+storing and building the documents, the reference only serialising and sending them.
+
+Latency: a writer sends lines at a steady rate, each stamped ``time_nano`` = its write time; the stand-in keeps
+``arrival of the bulk request - @timestamp`` per document. Reported with the default ``flush_interval`` (1s) and
+with ``flush_interval=200ms`` (each in a fresh plugin: loggers with the same hosts share one bulk output).
+
+    python -m bench.shipper_throughput [--lines N] [--size BYTES] [--repeat R] [--rate L/S] [--seconds S] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from bench.reader_throughput import feed, make_stream
+from proto.entry_pb2 import LogEntry
+from proto.framing import encode_frame
+from shipper.documents import DocumentBuilder, IndexTemplate, container_meta
+from supervisor.logopts import parse_log_options
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_plugin, wait_until  # noqa: E402
+from tests.dockerd_driver import FakeLogger, make_info, new_container_id  # noqa: E402
+
+INDEX = "logs-docker-default"
+
+
+class CountingEs:
+    """``bench._counting_es`` in a child process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench._counting_es"], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("port "):
+            self.stop()
+            raise RuntimeError(f"counting ES did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def call(self, path: str, method: str = "GET") -> dict[str, Any]:
+        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+    def reset(self, latency: bool = False) -> None:
+        self.call("/_reset?latency=1" if latency else "/_reset", "POST")
+
+    def docs(self) -> int:
+        return int(self.call("/_count_seen")["docs"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def wait_docs(es: CountingEs, n: int, timeout: float) -> None:
+    wait_until(lambda: es.docs() >= n, timeout, 0.005, f"{n} documents in the counting ES")
+
+
+# ---------------------------------------------------------------------------------------------------- P3
+
+
+def reference_actions(lines: int, size: int) -> list[dict[str, Any]]:
+    """The documents our shipper would make for ``lines`` lines of ``size`` bytes, as ``create`` actions."""
+    container_id = new_container_id()
+    options = dict(parse_log_options({"hosts": "127.0.0.1:9200"}).values)
+    meta = container_meta(make_info(container_id), options, socket.gethostname(), "bench-agent", "0.1.0")
+    builder = DocumentBuilder(meta, IndexTemplate(INDEX))
+    base = time.time_ns()
+    payload = b"x" * (size - 8)
+    actions = []
+    for i in range(lines):
+        doc: dict[str, Any] = builder.document(base + i, "stdout", b"%08d" % i + payload + b"\n")
+        doc.update({"_op_type": "create", "_index": INDEX, "_id": f"{container_id[:16]}-{i}"})
+        actions.append(doc)
+    return actions
+
+
+def bare_bulk(es: CountingEs, actions: list[dict[str, Any]]) -> float:
+    es.reset()
+    client = Elasticsearch(es.url)
+    try:
+        start = time.perf_counter()
+        # helpers.bulk pops the metadata keys from a copy of each action: the list can be sent again.
+        ok, errors = helpers.bulk(client, actions, chunk_size=1600)
+        elapsed = time.perf_counter() - start
+    finally:
+        client.close()
+    assert ok == len(actions) and not errors, (ok, errors)
+    assert es.docs() == len(actions)
+    return elapsed
+
+
+def plugin_shipper(work: Path, es: CountingEs, stream: Path, lines: int) -> float:
+    plugin = start_plugin(work / "p")
+    try:
+        lg = FakeLogger(plugin.client, plugin.fifo_dir, config={"hosts": es.url, "max-size": "10g"})
+        assert lg.start() == {"_status": 200}
+        es.reset()
+        start = time.perf_counter()
+        writer = feed(lg.path, stream)
+        wait_docs(es, lines, 600)
+        elapsed = time.perf_counter() - start
+        writer.wait()
+        lg.stop()
+        return elapsed
+    finally:
+        plugin.stop()
+        shutil.rmtree(work / "p", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------- latency
+
+
+def paced_frames(rate: int, seconds: float, size: int) -> Iterator[tuple[bytes, int]]:
+    """Yield (frames, how many) as they fall due at ``rate`` lines/s, each stamped with its write time."""
+    total = int(rate * seconds)
+    payload = b"y" * (size - 8)
+    sent = 0
+    start = time.monotonic()
+    while sent < total:
+        due = min(total, int((time.monotonic() - start) * rate) + 1)
+        if due > sent:
+            now = time.time_ns()
+            yield b"".join(encode_frame(LogEntry(source="stdout", time_nano=now, line=b"%08d" % i + payload))
+                           for i in range(sent, due)), due - sent
+            sent = due
+        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+
+
+def plugin_latency(work: Path, es: CountingEs, rate: int, seconds: float, size: int,
+                   flush_interval: str | None) -> dict[str, Any]:
+    plugin = start_plugin(work / "p")
+    try:
+        config = {"hosts": es.url, "max-size": "10g"}
+        if flush_interval:
+            config["flush_interval"] = flush_interval
+        lg = FakeLogger(plugin.client, plugin.fifo_dir, config=config)
+        assert lg.start() == {"_status": 200}
+        es.reset(latency=True)
+        total = 0
+        for frames, count in paced_frames(rate, seconds, size):
+            lg.write_raw(frames)
+            total += count
+        wait_docs(es, total, 60)
+        result = es.call("/_latency")
+        result["lines"] = total
+        lg.stop()
+        return result
+    finally:
+        es.reset()
+        plugin.stop()
+        shutil.rmtree(work / "p", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def row(figure: str, ours: str, ref: str, ratio: str, goal: str) -> str:
+    return f"  {figure:<40} {ours:>16} {ref:>16} {ratio:>7}  {goal}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=200_000, help="documents in the throughput runs")
+    parser.add_argument("--size", type=int, default=100, help="bytes per line")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=10_000, help="lines/s in the latency runs")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the benchmark runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.lines, args.repeat, args.seconds = 5_000, 1, 2.0
+    work = Path(tempfile.mkdtemp(prefix="elp-b-", dir="/tmp"))
+    es = CountingEs()
+    try:
+        stream = work / "stream.bin"
+        make_stream(stream, args.lines, args.size)
+        actions = reference_actions(args.lines, args.size)
+        bare, ours = [], []
+        for _ in range(args.repeat):
+            bare.append(bare_bulk(es, actions))
+            ours.append(plugin_shipper(work, es, stream, args.lines))
+        del actions
+        b, o = statistics.median(bare), statistics.median(ours)
+        lat = {flush: plugin_latency(work, es, args.rate, args.seconds, args.size, flush)
+               for flush in (None, "200ms")}
+        print(f"shipper: {args.lines} lines of {args.size} B, median of {args.repeat}; latency at {args.rate} "
+              f"lines/s for {args.seconds:g} s; {os.cpu_count()} CPUs")
+        print(row("figure", "ours", "reference", "ratio", "goal"))
+        print(row("P3 docs/s FIFO -> ES / helpers.bulk", f"{args.lines / o:,.0f}", f"{args.lines / b:,.0f}",
+                  f"{b / o:.2f}", ">= 1.5"))
+        for flush, name in ((None, "default 1s"), ("200ms", "200ms")):
+            r = lat[flush]
+            print(row(f"line->bulk p50 ms (flush {name})", f"{r['p50_ms']:.0f}", "-", "-", "-"))
+            print(row(f"line->bulk p99 ms (flush {name})", f"{r['p99_ms']:.0f}", "-", "-", "<= 1500 ms"))
+            print(row(f"line->bulk max ms (flush {name})", f"{r['max_ms']:.0f}", "-", "-",
+                      f"({r['n']} of {r['lines']} lines)"))
+    finally:
+        es.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

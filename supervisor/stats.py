@@ -1,0 +1,126 @@
+"""The plugin's figures in one dict: what each child reported, plus psutil's view of every process.
+
+The JSON of ``GET /stats``, the ``stats`` table and ``GET /metrics`` (Prometheus) are all rendered from
+``collect()``; numbers stay numbers with their unit in the name, only the CLI formats them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+if TYPE_CHECKING:
+    from supervisor.arbiter import Supervisor
+
+
+class ProcessSampler:
+    """One psutil.Process per pid, kept between calls: cpu_percent means something only between two samples."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, psutil.Process] = {}
+
+    def sample(self, pid: int | None, uss: bool) -> dict[str, float]:
+        if pid is None:
+            return {}
+        proc = self.procs.get(pid)
+        try:
+            if proc is None:
+                proc = self.procs[pid] = psutil.Process(pid)
+            with proc.oneshot():
+                figures = {"rss_bytes": float(proc.memory_info().rss), "cpu_percent": proc.cpu_percent()}
+                if uss:
+                    figures["uss_bytes"] = float(proc.memory_full_info().uss)
+                return figures
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            self.procs.pop(pid, None)
+            return {}
+
+    def prune(self, alive: set[int]) -> None:
+        for pid in [p for p in self.procs if p not in alive]:
+            del self.procs[pid]
+
+
+def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[str, Any]:
+    """Every figure of the plugin (the JSON shape scripts rely on)."""
+    now = time.monotonic()
+    per_container_store = {}
+    services: dict[str, dict[str, Any]] = {}
+    for role, svc in sup.services.items():
+        child = svc.child
+        counters = dict(child.counters) if child else {}
+        if role.value == "localstore":
+            per_container_store = counters.pop("per_container", {})
+        services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
+                                **counters, **sampler.sample(child.pid if child else None, uss)}
+    shipping = services.get("shipper", {}).pop("per_container", {})
+    readers = []
+    for lg in sup.loggers.values():
+        child = lg.child
+        reader = {
+            "container_id": lg.container_id,
+            "container_name": str(lg.info.get("ContainerName", "")).lstrip("/"),
+            "fifo": lg.fifo_name,
+            "pid": child.pid if child else None,
+            "state": ("stopping" if lg.stopping else "running") if child else "restarting",
+            "restarts": lg.restarts,
+            "lines_total": 0,
+            "bytes_total": 0,
+            **(child.counters if child else {}),
+            "lines_per_s": round(child.rate("lines_total"), 1) if child else 0.0,
+            **sampler.sample(child.pid if child else None, uss),
+        }
+        if lg.container_id in per_container_store:
+            reader["store"] = per_container_store[lg.container_id]
+        if lg.container_id in shipping:
+            reader["shipping"] = shipping[lg.container_id]
+        readers.append(reader)
+    sampler.prune({r["pid"] for r in readers if r["pid"]} | {s["pid"] for s in services.values() if s["pid"]}
+                  | {os.getpid()})
+    return {
+        "supervisor": {
+            "pid": os.getpid(),
+            "uptime_s": round(now - sup.started_at, 3),
+            "protobuf": protobuf_backend(),
+            "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
+                                                                             sup.loggers.values()),
+            **sampler.sample(os.getpid(), uss),
+        },
+        **services,
+        "readers": readers,
+    }
+
+
+def prometheus(data: dict[str, Any]) -> bytes:
+    """The same figures in Prometheus' text format: numeric fields of each process become gauges."""
+    registry = CollectorRegistry()
+    gauges: dict[str, Gauge] = {}
+
+    def put(name: str, labels: dict[str, str], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        metric = f"elp_{name}"
+        gauge = gauges.get(metric)
+        if gauge is None:
+            gauge = gauges[metric] = Gauge(metric, name.replace("_", " "), sorted(labels), registry=registry)
+        (gauge.labels(**labels) if labels else gauge).set(value)
+
+    for role in ("supervisor", "localstore", "shipper"):
+        for key, value in data.get(role, {}).items():
+            if key != "pid":
+                put(f"{role}_{key}", {}, value)
+    for reader in data.get("readers", []):
+        labels = {"container_id": reader["container_id"][:12], "container_name": reader["container_name"]}
+        for key, value in reader.items():
+            if key not in ("pid", "container_id", "container_name", "fifo", "state"):
+                put(f"reader_{key}", labels, value)
+    return generate_latest(registry)
+
+
+def protobuf_backend() -> str:
+    from google.protobuf.internal import api_implementation
+
+    return str(api_implementation.Type())

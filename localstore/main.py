@@ -29,6 +29,7 @@ from proto.messages import (
     LoggerStarted,
     MessageError,
     ReadRequest,
+    Stored,
     decode,
 )
 
@@ -64,7 +65,7 @@ class LocalStoreProcess:
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
         ctx = zmq.Context(io_threads=1)
-        pull = ctx.socket(zmq.PULL)
+        pull = ctx.socket(zmq.ROUTER)
         pull.setsockopt(zmq.RCVHWM, RCVHWM)
         pull.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
         pull.setsockopt(zmq.LINGER, 0)
@@ -75,7 +76,7 @@ class LocalStoreProcess:
         router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         router.bind(fetch_endpoint(self.data_dir))
         self.router = router
-        self.fetches = FetchServer(self.store, router)
+        self.fetches = FetchServer(self.store, router, lambda: loop.call_soon(self._on_fetch))
         router_fd = int(router.getsockopt(zmq.FD))
         loop.add_reader(router_fd, self._on_fetch)
         loop.call_soon(self._on_fetch)
@@ -110,7 +111,7 @@ class LocalStoreProcess:
         for _ in range(RCVHWM):
             if not int(pull.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
-            self._handle(pull.recv(zmq.NOBLOCK))
+            self._handle(pull.recv_multipart(zmq.NOBLOCK))
         # Still more: yield to ReadLogs streams and control messages, then carry on.
         asyncio.get_running_loop().call_soon(self._on_data)
 
@@ -141,20 +142,32 @@ class LocalStoreProcess:
         """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
         last batches may still be on the way through ZeroMQ's I/O thread: wait until it stays quiet."""
         while self.pull.poll(DRAIN_QUIET_MS):
-            self._handle(self.pull.recv(zmq.NOBLOCK))
+            self._handle(self.pull.recv_multipart(zmq.NOBLOCK))
 
-    def _handle(self, raw: bytes) -> None:
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            self._bad_message(MessageError(f"data message with {len(frames)} frames"))
+            return
+        identity, raw = frames
         try:
             msg = decode(raw)
         except MessageError as exc:
             self._bad_message(exc)
             return
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
-            self.store.append(msg.container_id, msg.records, msg.count)
+            self.store.append_batch(msg.container_id, msg.fifo, msg.seq, msg.records, msg.count)
+            reply = Stored(msg.fifo, msg.seq + msg.count, False)
         elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
             self._closed(msg.container_id, msg.fifo, msg.lines)
+            reply = Stored(msg.fifo, msg.lines, True)
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the data path"))
+            return
+        try:
+            self.pull.send_multipart([identity, reply.encode()], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the reader sends the batch again and gets the acknowledgement then
+        # A send can consume the FD's edge for a message that just arrived; _on_data loops on EVENTS anyway.
 
     def _closed(self, container_id: str, fifo: str, lines: int) -> None:
         self.store.logger_closed(container_id, fifo, lines)
@@ -226,6 +239,8 @@ class LocalStoreProcess:
             self._send_stats()
             self._prune_closed()
             self.store.save_cursors()
+            self._on_data()  # backstops for a missed edge of ZeroMQ's edge-triggered FDs
+            self._on_fetch()
             now = time.monotonic()
             for clog in list(self.store.logs.values()):
                 self.store.destroy_if_due(clog, now)

@@ -22,12 +22,13 @@ from typing import BinaryIO
 from localstore.segments import chain, existing_rotated, open_segment
 from localstore.store import ContainerLog, LocalStore
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME
+from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME, is_marker
 from proto.messages import ReadRequest
 
 log = logging.getLogger("elp.localstore")
 
 CHUNK = 1 << 20
+MARKER_BYTE = b"\x2a"  # first byte of a batch marker's body: checked before the full test
 FOLLOW_POLL = 0.5
 # dockerd itself gives a stopping container's logger this long to drain (loggerCloseTimeout).
 DRAIN_WAIT = 10.0
@@ -35,7 +36,7 @@ Position = tuple[int, int]
 
 
 def tail_in(f: BinaryIO, end: int, tail: int) -> tuple[int, int]:
-    """Walk back up to ``tail`` records from ``end``; return (offset reached, records found)."""
+    """Walk back up to ``tail`` records (batch markers do not count) from ``end``; return (offset, records found)."""
     pos, found = end, 0
     block_start, block = end, b""
     while found < tail and pos >= 2 * HEADER_SIZE:
@@ -48,8 +49,10 @@ def tail_in(f: BinaryIO, end: int, tail: int) -> tuple[int, int]:
         if n > MAX_FRAME or start < 0:
             log.warning("%s: corrupt record before offset %d; history starts after it", getattr(f, "name", "?"), pos)
             return pos, -1
+        if block[start + HEADER_SIZE - block_start : start + HEADER_SIZE - block_start + 1] != MARKER_BYTE or \
+                not is_marker(block[start + HEADER_SIZE - block_start : pos - HEADER_SIZE - block_start]):
+            found += 1
         pos = start
-        found += 1
     return pos, found
 
 
@@ -235,6 +238,9 @@ class ReadLogsStream:
             end = pos + n + 2 * HEADER_SIZE
             if n > MAX_FRAME or end > size:
                 break
+            if data[pos + HEADER_SIZE] == MARKER_BYTE[0] and is_marker(data[pos + HEADER_SIZE : end - HEADER_SIZE]):
+                pos = end
+                continue
             if filtered:
                 t = LogEntry.FromString(data[pos + HEADER_SIZE : end - HEADER_SIZE]).time_nano
                 if self.since_pending:

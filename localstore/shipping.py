@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,15 +25,17 @@ from proto.messages import Fetch, Records
 log = logging.getLogger("elp.localstore")
 
 LONG_POLL = 1.0
+LONG_POLL_MAX = 5.0
 Position = tuple[int, int]
 
 
 class FetchServer:
     """Answers ``Fetch`` on a ROUTER socket; a fetch with nothing to read waits for the next append."""
 
-    def __init__(self, store: LocalStore, router: zmq.Socket) -> None:
+    def __init__(self, store: LocalStore, router: zmq.Socket, recheck: Callable[[], object]) -> None:
         self.store = store
         self.router = router
+        self.recheck = recheck  # a send can consume the edge of ZeroMQ's FD: the caller looks again
         self.scratch = store.data_dir / "tmp"
         self.handles: dict[str, tuple[int, BinaryIO]] = {}
         self.waiting: dict[str, asyncio.Task[None]] = {}
@@ -51,16 +54,19 @@ class FetchServer:
             del self.waiting[container_id]
 
     async def _wait(self, identity: bytes, fetch: Fetch) -> None:
+        deadline = asyncio.get_running_loop().time() + LONG_POLL_MAX
         while True:
             clog = self.store.get(fetch.container_id)
             try:
                 await asyncio.wait_for(clog.changed.wait(), LONG_POLL)
             except TimeoutError:
                 pass
-            if self._answer(identity, fetch):
+            # Answer empty at the deadline: a fetch must never wait for ever, or a shipper whose reply was lost
+            # (this store died) would wait with it.
+            if self._answer(identity, fetch, force=asyncio.get_running_loop().time() >= deadline):
                 return
 
-    def _answer(self, identity: bytes, fetch: Fetch) -> bool:
+    def _answer(self, identity: bytes, fetch: Fetch, force: bool = False) -> bool:
         """Send what there is from the fetch's position; False when there is nothing yet (and more may come)."""
         clog = self.store.get(fetch.container_id)
         if fetch.generation >= 0:
@@ -71,13 +77,14 @@ class FetchServer:
             start = (clog.generation - max((i for i, _ in chain(clog.folder)), default=0), 0)
         records, first, nxt, skipped = self.read(clog, start, fetch.max_bytes)
         stopped = not clog.open_fifos and nxt >= clog.end
-        if not records and not skipped and not stopped:
+        if not records and not skipped and not stopped and not force:
             return False
         if skipped:
             log.error("container %s: %d rotated files were deleted before their lines reached Elasticsearch",
                       clog.container_id[:12], skipped)
         reply = Records(clog.container_id, first[0], first[1], nxt[0], nxt[1], records, skipped, stopped)
         self.router.send_multipart([identity, reply.encode()], copy=False)
+        self.recheck()
         return True
 
     def read(self, clog: ContainerLog, start: Position, max_bytes: int) -> tuple[bytes, Position, Position, int]:

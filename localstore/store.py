@@ -21,7 +21,7 @@ from localstore.segments import (
     rotated_path,
     shift_chain,
 )
-from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME
+from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, marker_record
 
 log = logging.getLogger("elp.localstore")
 
@@ -40,6 +40,32 @@ def _read_json(path: Path) -> dict[str, Any]:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return {}
     return data if isinstance(data, dict) else {}
+
+
+MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
+
+
+def find_last_marker(clog: ContainerLog, fifo: str) -> int:
+    """Sequence number after the last stored batch of ``fifo`` (0 when none is near the end of the file)."""
+    path = clog.path
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        end = last_good_end(path, path.stat().st_size)
+        start = max(0, end - MARKER_SCAN)
+        f.seek(start)
+        data = f.read(end - start)
+    pos = len(data)
+    while pos >= 2 * HEADER_SIZE:
+        (n,) = HEADER.unpack_from(data, pos - HEADER_SIZE)
+        first = pos - n - 2 * HEADER_SIZE
+        if first < 0 or n > MAX_FRAME:
+            break
+        found = marker_of(memoryview(data)[first + HEADER_SIZE : pos - HEADER_SIZE])
+        if found is not None and found[0] == fifo:
+            return found[1]
+        pos = first
+    return 0
 
 
 def last_good_end(path: Path, size: int) -> int:
@@ -249,6 +275,7 @@ class StoreCounters:
     read_streams_total: int = 0
     destroyed_total: int = 0
     destroyed_unshipped_total: int = 0
+    duplicates_skipped_total: int = 0
     expired_total: int = 0
 
 
@@ -273,6 +300,7 @@ class LocalStore:
         self.counters = StoreCounters()
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
+        self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
 
     def get(self, container_id: str) -> ContainerLog:
         clog = self.logs.get(container_id)
@@ -306,6 +334,18 @@ class LocalStore:
         clog.bytes_total += len(records)
         clog.records_total += count
 
+    def append_batch(self, container_id: str, fifo: str, seq: int, records: bytes, count: int) -> None:
+        """Store a reader's batch once: a batch sent again (the store died before confirming it) is recognised
+        by its sequence number, from memory or, after a restart, from the last marker of its logger."""
+        last = self.last_seq.get(fifo)
+        if last is None:
+            last = self.last_seq[fifo] = find_last_marker(self.get(container_id), fifo)
+        if seq + count <= last:
+            self.counters.duplicates_skipped_total += count
+            return
+        self.append(container_id, marker_record(fifo, seq + count) + records, count)
+        self.last_seq[fifo] = seq + count
+
     def logger_started(self, container_id: str, fifo: str, info: dict[str, Any], options: StoreOptions,
                        ships: bool = False) -> None:
         clog = self.get(container_id)
@@ -332,6 +372,7 @@ class LocalStore:
         container: its close is not a stop, so it never destroys anything.
         """
         self.closed_fifos.add(fifo)
+        self.last_seq.pop(fifo, None)
         self.closed_changed.set()
         self.closed_changed = asyncio.Event()
         clog = self.logs.get(container_id)

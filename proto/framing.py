@@ -107,3 +107,40 @@ class FrameSplitter:
         self.discarded_bytes += n
         self.tail = b""
         return n
+
+
+# --- batch markers --------------------------------------------------------------------------------------------
+# The local store writes one marker record before each batch it stores: an entry with no source (so dockerd drops
+# it, were it ever sent) whose partial-metadata id names the logger and the sequence number after the batch. After
+# a crash the store finds the last one of a logger at the end of the file and so knows which re-sent batches it
+# already has: nothing is lost and nothing is stored twice. Readers of the files skip markers.
+MARKER_PREFIX = "elp:"
+_MARKER_FIRST_BYTE = 0x2A  # field 5 (partial_log_metadata) comes first when source, time and line are empty
+
+
+def marker_record(fifo: str, seq_end: int) -> bytes:
+    entry = LogEntry()
+    entry.partial_log_metadata.id = f"{MARKER_PREFIX}{fifo}:{seq_end}"
+    return encode_record(entry.SerializeToString())
+
+
+def is_marker(body: bytes | memoryview) -> bool:
+    """Whether a stored record body is a batch marker (cheap: looks at the first byte, then checks)."""
+    if not body or body[0] != _MARKER_FIRST_BYTE:
+        return False
+    return marker_of(body) is not None
+
+
+def marker_of(body: bytes | memoryview) -> tuple[str, int] | None:
+    """(fifo, seq_end) of a marker record body, None for an ordinary entry."""
+    if not body or body[0] != _MARKER_FIRST_BYTE:
+        return None
+    try:
+        entry = LogEntry.FromString(bytes(body))
+    except Exception:
+        return None
+    mark = entry.partial_log_metadata.id
+    if entry.source or not mark.startswith(MARKER_PREFIX):
+        return None
+    fifo, _, seq = mark[len(MARKER_PREFIX):].rpartition(":")
+    return (fifo, int(seq)) if seq.isdigit() else None

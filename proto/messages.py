@@ -2,8 +2,8 @@
 
 Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`` (the format version):
 
-- the data path, ZeroMQ PUSH/PULL over ``ipc://`` under the data dir: readers PUSH ``Batch`` and
-  ``LoggerClosed`` to the local store (and, from the shipping step on, to the shipper). Casts: never a reply.
+- the data path, ZeroMQ DEALER (reader) -> ROUTER (local store) over ``ipc://`` under the data dir: readers send
+  ``Batch`` and ``LoggerClosed``; the local store answers ``Stored`` once they are on disk.
 - the shipping path, ZeroMQ DEALER (shipper) -> ROUTER (local store): the shipper pulls stored records with
   ``Fetch`` (a long poll: answered when records exist) and gets ``Records``; it confirms what Elasticsearch
   accepted with ``Ack``, which the local store persists as the container's shipping cursor. Positions are
@@ -87,6 +87,18 @@ class LoggerClosed(Message):
     fifo: str
     lines: int
     discarded: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stored(Message):
+    """local store -> reader. Every batch of ``fifo`` before sequence number ``seq_end`` is on disk (or was
+    refused for good and counted); ``closed`` acknowledges the ``LoggerClosed``. A reader keeps each batch until
+    this arrives and sends it again when it does not (the local store died): the store drops batches it has."""
+
+    KIND: ClassVar[str] = "stored"
+    fifo: str
+    seq_end: int
+    closed: bool
 
 
 # --- control path: supervisor <-> children --------------------------------------------------------------
@@ -208,7 +220,7 @@ class Ack(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls
-    for cls in (Batch, LoggerClosed, ChildStats, LoggerStarted, LoggerGone, ReadRequest, ShipContainer, Fetch,
+    for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, LoggerGone, ReadRequest, ShipContainer, Fetch,
                 Records, Ack)
 }
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE
+from proto.framing import HEADER, HEADER_SIZE, MARKER_PREFIX
 from proto.messages import Records
 
 Position = tuple[int, int]
@@ -88,6 +88,9 @@ class ContainerFeed:
         return docs
 
     def _add(self, entry: LogEntry, start: Position, end: Position) -> PendingDoc | None:
+        if not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX):
+            self._skip(end)  # the local store's batch marker, not a line
+            return None
         line = entry.line
         if not entry.partial:
             return self._doc(start, end, entry.time_nano, entry.source, line[:-1] if line.endswith(b"\n") else line,
@@ -101,6 +104,12 @@ class ContainerFeed:
             self.group.append(line[: MAX_MESSAGE - self.group_size])
         self.group_size += len(line)
         return self._flush_group(end) if last else None
+
+    def _skip(self, end: Position) -> None:
+        """A record that makes no document: acknowledged as soon as everything before it is."""
+        if self.group:
+            return  # inside a split line: the line's document covers it
+        self.inflight[end] = True
 
     def _flush_group(self, end: Position) -> PendingDoc:
         assert self.group_start is not None
@@ -124,6 +133,10 @@ class ContainerFeed:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
         if end in self.inflight:
             self.inflight[end] = True
+        return self.advance()
+
+    def advance(self) -> Position | None:
+        """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved."""
         moved = None
         while self.inflight:
             first, finished = next(iter(self.inflight.items()))

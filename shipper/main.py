@@ -40,6 +40,7 @@ log = logging.getLogger("elp.shipper")
 FETCH_BYTES = 1 << 20
 MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledgement
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
+FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
 
 
@@ -53,6 +54,7 @@ class ShipperProcess:
         self.feed_output: dict[str, OutputConfig] = {}
         self.outputs: dict[OutputConfig, BulkShipper] = {}
         self.idle_until: dict[str, float] = {}
+        self.fetch_sent: dict[str, float] = {}
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
@@ -134,6 +136,8 @@ class ShipperProcess:
         except zmq.Again:
             return
         feed.fetching = True
+        self.fetch_sent[feed.container_id] = time.monotonic()
+        self._recheck()
 
     def _on_records(self) -> None:
         for _ in range(64):
@@ -153,6 +157,7 @@ class ShipperProcess:
                 continue
             feed.fetching = False
             docs = feed.on_records(msg)
+            self._ack(feed, feed.advance())
             if msg.skipped_files:
                 log.error("container %s: %d rotated files were deleted before their lines were shipped; those "
                           "lines are lost to Elasticsearch (counted in stats)", feed.container_id[:12],
@@ -171,16 +176,25 @@ class ShipperProcess:
         feed = self.feeds.get(doc.container_id)
         if feed is None:
             return
-        position = feed.done(doc.end)
-        if position is not None:
-            try:
-                self.dealer.send(Ack(doc.container_id, position[0], position[1]).encode(), zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # the next acknowledgement carries a later position
+        self._ack(feed, feed.done(doc.end))
         if feed.container_id not in self.idle_until:
             self._fetch(feed)
         else:
             self._maybe_forget(feed)
+
+    def _ack(self, feed: ContainerFeed, position: tuple[int, int] | None) -> None:
+        if position is None:
+            return
+        try:
+            self.dealer.send(Ack(feed.container_id, position[0], position[1]).encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the next acknowledgement carries a later position
+        self._recheck()
+
+    def _recheck(self) -> None:
+        """ZeroMQ's FD is edge-triggered and a send can consume the edge of a message that just arrived: look
+        again on the next loop turn."""
+        asyncio.get_running_loop().call_soon(self._on_records)
 
     def _maybe_forget(self, feed: ContainerFeed) -> None:
         """A stopped container whose every line is in Elasticsearch needs no more shipping (nor its secrets)."""
@@ -188,6 +202,7 @@ class ShipperProcess:
             self.feeds.pop(feed.container_id, None)
             self.feed_output.pop(feed.container_id, None)
             self.idle_until.pop(feed.container_id, None)
+            self.fetch_sent.pop(feed.container_id, None)
             (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
             log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
 
@@ -200,9 +215,12 @@ class ShipperProcess:
                     del self.idle_until[container_id]
                     self._fetch(feed)
             for feed in self.feeds.values():
+                if feed.fetching and now - self.fetch_sent.get(feed.container_id, now) > FETCH_TIMEOUT:
+                    feed.fetching = False  # the local store died with our fetch: ask again
                 if not feed.fetching and feed.container_id not in self.idle_until:
                     self._fetch(feed)  # an output that was full has room again
             self._send_stats()
+            self._on_records()  # backstop for a missed edge
             await asyncio.sleep(STATS_INTERVAL)
 
     # --- control and persistence ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from workers.main import ReaderProcess, ReaderSpec
 log = logging.getLogger("elp.supervisor")
 
 TICK = 1.0
+SEQ_SHIFT = 32
 READERS_DEADLINE = 2.5
 SERVICES_DEADLINE = 1.5
 
@@ -77,6 +78,8 @@ class Logger:
     restarts: int = 0
     backoff: Backoff = field(default_factory=Backoff)
     respawn_at: float | None = None
+    seq_base: int = 0
+    lines_lost: int = 0
 
     @property
     def fifo_name(self) -> str:
@@ -253,8 +256,14 @@ class Supervisor:
     def _spawn_reader(self, lg: Logger) -> Child:
         endpoints = (localstore_endpoint(self.config.data_dir),)
 
+        # A fresh range of sequence numbers per reader incarnation, also across plugin restarts (seconds since the
+        # epoch in the high bits): the local store must never mistake new batches for re-sent old ones.
+        lg.seq_base = max(int(time.time()) << SEQ_SHIFT, lg.seq_base + (1 << SEQ_SHIFT))
+        seq_base = lg.seq_base
+
         def run_reader(control: socket.socket) -> ExitCode:
-            return ReaderProcess(ReaderSpec(lg.container_id, lg.fifo_path, lg.fd, control, endpoints)).run()
+            spec = ReaderSpec(lg.container_id, lg.fifo_path, lg.fd, control, endpoints, seq_base=seq_base)
+            return ReaderProcess(spec).run()
 
         child = self._spawn(Role.READER, lg.fifo_path, run_reader, (lg.fd,))
         log.debug("reader for container %s started (pid %d)", lg.container_id[:12], child.pid)
@@ -294,9 +303,13 @@ class Supervisor:
             delay = lg.backoff.next_delay(child.uptime)
             lg.restarts += 1
             lg.respawn_at = time.monotonic() + delay
+            # What it had read from the FIFO but not yet got confirmed stored is gone (a FIFO cannot be re-read).
+            # Its last report (at most a second old) gives the figure; lines read after it are not in it.
+            lost = int(child.counters.get("unconfirmed_lines", 0))
+            lg.lines_lost += lost
             log.error(
-                "reader of container %s (pid %d) %s; restart %d in %.1fs",
-                lg.container_id[:12], child.pid, _describe(code), lg.restarts, delay,
+                "reader of container %s (pid %d) %s; about %d lines it held are lost; restart %d in %.1fs",
+                lg.container_id[:12], child.pid, _describe(code), lost, lg.restarts, delay,
             )
             return
         svc = self.services[child.role]

@@ -73,7 +73,7 @@ class PluginSettings:
     def from_env(cls, environ: Mapping[str, str]) -> PluginSettings:
         values: dict[str, Any] = {}
         for setting in SETTINGS:
-            raw = environ.get(setting.name, setting.default)
+            raw = environ.get(setting.name, "") or setting.default  # docker plugin set X= means the default
             try:
                 values[setting.name.lower()] = setting.parse(raw)
             except ValueError as exc:

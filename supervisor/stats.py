@@ -67,6 +67,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
             "pid": child.pid if child else None,
             "state": ("stopping" if lg.stopping else "running") if child else "restarting",
             "restarts": lg.restarts,
+            "lines_lost_in_crashes": lg.lines_lost,
             "lines_total": 0,
             "bytes_total": 0,
             **(child.counters if child else {}),

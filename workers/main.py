@@ -9,13 +9,13 @@ import os
 import signal
 import socket
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import zmq
 
 from proto.messages import MAX_CONTROL_MESSAGE, ChildStats, ExitCode, LoggerClosed
 from workers.batcher import Batcher
+from workers.delivery import BatchSender
 from workers.reader import FrameReader
 
 log = logging.getLogger("elp.reader")
@@ -27,8 +27,8 @@ STATS_INTERVAL = 1.0
 BUSY_READ = 64 * 1024
 # Pausing reads for less than this saves nothing.
 MIN_PAUSE = 0.005
-# Bound for batches that ZeroMQ could not take yet (the local store is slow or restarting). Beyond it the
-# oldest batch is dropped and counted: a stalled consumer must never block the container.
+# Bound for batches the local store has not confirmed yet (it is slow or restarting). Beyond it the oldest batch
+# is dropped and counted: a stalled consumer must never block the container.
 PENDING_MAX_BYTES = 64 << 20
 CLOSE_DEADLINE_MS = 5000
 
@@ -43,6 +43,9 @@ class ReaderSpec:
     control: socket.socket
     endpoints: tuple[str, ...]
     max_wait: float = 0.05
+    # Sequence numbers start here: each incarnation of a logger's reader gets its own range (restarts << 40),
+    # so the local store never takes a respawned reader's new batches for re-sent old ones.
+    seq_base: int = 0
 
 
 class ReaderProcess:
@@ -51,11 +54,9 @@ class ReaderProcess:
     def __init__(self, spec: ReaderSpec) -> None:
         self.spec = spec
         self.reader = FrameReader()
-        self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path), max_wait=spec.max_wait)
-        self.pending: deque[bytes] = deque()
-        self.pending_bytes = 0
-        self.dropped_batches = 0
-        self.dropped_lines = 0
+        self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path), max_wait=spec.max_wait,
+                               next_seq=spec.seq_base)
+        self.sender: BatchSender
         self.stopping = False
         self.eof = False
         self.parent = os.getppid()
@@ -68,11 +69,12 @@ class ReaderProcess:
 
     def run(self) -> ExitCode:
         ctx = zmq.Context(io_threads=1)
-        push = ctx.socket(zmq.PUSH)
+        push = ctx.socket(zmq.DEALER)
         push.setsockopt(zmq.SNDHWM, 16)
-        push.setsockopt(zmq.LINGER, CLOSE_DEADLINE_MS)
+        push.setsockopt(zmq.LINGER, 0)  # nothing is lost by closing: unconfirmed batches are accounted for
         for endpoint in self.spec.endpoints:
             push.connect(endpoint)
+        self.sender = BatchSender(push, self.spec.container_id, PENDING_MAX_BYTES)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._handle_term)
@@ -98,6 +100,7 @@ class ReaderProcess:
         fd = self.spec.fifo_fd
         poller = zmq.Poller()
         poller.register(wake_r, zmq.POLLIN)
+        sender = self.sender
         next_stats = time.monotonic()
         watching_fifo = False
         while True:
@@ -115,7 +118,7 @@ class ReaderProcess:
                 else:
                     poller.unregister(fd)
                 watching_fifo = want_fifo
-            poller.register(push, zmq.POLLOUT if self.pending else 0)
+            poller.register(push, zmq.POLLIN | (zmq.POLLOUT if sender.wants_to_send else 0))
             left = self.batcher.time_left(now)
             timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
             if not want_fifo and not self.stopping:
@@ -130,19 +133,16 @@ class ReaderProcess:
                 self._plan_next_read()
             if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
                 self._queue_batch()
-            self._send_pending(push)
+            sender.receive()
+            sender.resend_if_stalled()
+            sender.send()
             if self.eof or self.stopping:
                 break
         if self.eof:
-            self._queue(
-                LoggerClosed(
-                    self.spec.container_id,
-                    self.batcher.fifo,
-                    self.reader.counters.lines,
-                    self.reader.discarded_frames,
-                ).encode()
-            )
-        self._flush_pending(push)
+            closed = LoggerClosed(self.spec.container_id, self.batcher.fifo, self.reader.counters.lines,
+                                  self.reader.discarded_frames)
+            sender.queue(closed.encode(), self.batcher.next_seq, 0, closing=True)
+        self._flush(push)
         self._send_stats()
         counters = self.reader.counters
         log.info(
@@ -152,7 +152,7 @@ class ReaderProcess:
             counters.lines,
             counters.bytes,
             self.reader.discarded_frames,
-            self.dropped_batches,
+            sender.dropped_batches,
         )
 
     def _read_available(self) -> None:
@@ -219,42 +219,20 @@ class ReaderProcess:
     def _queue_batch(self) -> None:
         batch = self.batcher.take()
         if batch is not None:
-            self._queue(batch.encode(), batch.count)
+            self.sender.queue(batch.encode(), batch.seq + batch.count, batch.count)
 
-    def _queue(self, message: bytes, lines: int = 0) -> None:
-        self.pending.append(message)
-        self.pending_bytes += len(message)
-        while self.pending_bytes > PENDING_MAX_BYTES and len(self.pending) > 1:
-            dropped = self.pending.popleft()
-            self.pending_bytes -= len(dropped)
-            self.dropped_batches += 1
-            if self.dropped_batches == 1:
-                log.error(
-                    "container %s: the local store is not taking batches; dropping the oldest to keep the "
-                    "container running (see dropped_batches in stats)",
-                    self.spec.container_id[:12],
-                )
-
-    def _send_pending(self, push: zmq.Socket) -> None:
-        while self.pending:
-            try:
-                push.send(self.pending[0], zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            self.pending_bytes -= len(self.pending.popleft())
-
-    def _flush_pending(self, push: zmq.Socket) -> None:
-        """At exit: give the consumers a bounded time to take what is left."""
+    def _flush(self, push: zmq.Socket) -> None:
+        """At exit: give the local store a bounded time to confirm what is left."""
+        sender = self.sender
         deadline = time.monotonic() + CLOSE_DEADLINE_MS / 1000
-        while self.pending and time.monotonic() < deadline:
-            if push.poll(100, zmq.POLLOUT):
-                self._send_pending(push)
-        if self.pending:
-            log.error(
-                "container %s: %d batches could not be handed to the local store before exit",
-                self.spec.container_id[:12],
-                len(self.pending),
-            )
+        while not sender.done and time.monotonic() < deadline:
+            sender.resend_if_stalled()
+            sender.send()
+            if push.poll(100, zmq.POLLIN):
+                sender.receive()
+        if not sender.done:
+            log.error("container %s: %d lines could not be confirmed stored before the reader exited",
+                      self.spec.container_id[:12], sender.unconfirmed_lines)
 
     def _send_stats(self) -> None:
         c = self.reader.counters
@@ -266,8 +244,11 @@ class ReaderProcess:
                 "partial_chunks_total": c.partial_chunks,
                 "frames_discarded_total": self.reader.discarded_frames,
                 "bytes_discarded_total": self.reader.discarded_bytes,
-                "batches_dropped_total": self.dropped_batches,
-                "pending_bytes": self.pending_bytes,
+                "batches_dropped_total": self.sender.dropped_batches,
+                "lines_dropped_total": self.sender.dropped_lines,
+                "resends_total": self.sender.resends,
+                "unconfirmed_bytes": self.sender.held_bytes,
+                "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
             },
         ).encode()
         if len(stats) > MAX_CONTROL_MESSAGE:

@@ -25,6 +25,7 @@ from proto.messages import (
     ReadRequest,
     Records,
     ShipContainer,
+    Stored,
     decode,
 )
 
@@ -35,6 +36,7 @@ SAMPLES: list[Message] = [
     Batch(CID, FIFO, seq=7, count=2, records=b"\x00\x00\x00\x01x\x00\x00\x00\x01" * 2),
     Batch(CID, FIFO, seq=0, count=0, records=b""),
     LoggerClosed(CID, FIFO, lines=123, discarded=4),
+    Stored(FIFO, seq_end=123, closed=False),
     ChildStats("reader", {"lines_total": 5, "busy_seconds": 0.25}),
     ChildStats("localstore"),
     LoggerStarted(

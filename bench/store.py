@@ -1,0 +1,355 @@
+"""The local store: append throughput, ``--tail 100`` latency and full replay, each beside a bare equivalent.
+
+Append: ``LocalStore.append`` driven directly with ready ~1 MiB batches of records (what a reader sends: 100-byte
+lines ending in "\\n", ``encode_record`` of each ``LogEntry``), default rotation (max-size 10m, max-file 5).
+Reference: ``os.write`` of the same batches into a plain file with the same rotation done by hand (rename the
+chain, reopen); a third line, ``os.write`` without rotation, shows what rotation costs the reference.
+
+Reads, from one store of one container written once with rotation off (``StoreOptions(max_size=0)``: a single
+file of the whole size), served by ``ReadLogsStream`` into a socketpair whose other end a thread drains:
+
+* ``--tail 100``: from the request to the last frame (EOF on the peer), fresh ``LocalStore`` each time; median of
+  20. Reference: open the file, walk 100 records back from its end, read them (no socket, no event loop).
+* full replay: lines/s; reference: read the same file in 1 MiB chunks and split the records (no decode).
+* ``--tail 100`` over a rotated, compressed store (10m x 5, compress): the current file holds 50 records, so
+  half the tail comes from ``container.log.1.gz`` (gunzipped into a scratch file first), for information.
+
+Everything lives in a temporary folder under /tmp, removed at the end.
+
+    python -m bench.store [--mib N] [--repeat R] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import uvloop
+
+from localstore.readlogs import ReadLogsStream
+from localstore.store import LocalStore, StoreOptions
+from proto.entry_pb2 import LogEntry
+from proto.framing import HEADER, HEADER_SIZE, encode_record
+from proto.messages import ReadRequest
+
+CID = "0123456789abcdef" * 4
+FIFO = "bench-fifo"
+BATCH = 1 << 20
+ROTATION = StoreOptions(max_size=10_000_000, max_file=5)
+TAIL = 100
+TAIL_RUNS = 20
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def make_batches(count: int, line_size: int) -> list[tuple[bytes, int]]:
+    """``count`` distinct batches of just under 1 MiB of records: (records, how many)."""
+    base = time.time_ns()
+    payload = b"x" * (line_size - 9) + b"\n"
+    batches = []
+    i = 0
+    for _ in range(count):
+        records, size = [], 0
+        while True:
+            rec = encode_record(LogEntry(source="stdout", time_nano=base + i, line=b"%08d" % i + payload)
+                                .SerializeToString())
+            if size + len(rec) > BATCH:
+                break
+            records.append(rec)
+            size += len(rec)
+            i += 1
+        batches.append((b"".join(records), len(records)))
+    return batches
+
+
+def schedule(batches: list[tuple[bytes, int]], total: int) -> list[tuple[bytes, int]]:
+    """The batches, cycled, up to ``total`` bytes."""
+    out: list[tuple[bytes, int]] = []
+    size = 0
+    while size < total:
+        batch = batches[len(out) % len(batches)]
+        out.append(batch)
+        size += len(batch[0])
+    return out
+
+
+def new_store(data_dir: Path, options: StoreOptions) -> LocalStore:
+    store = LocalStore(data_dir)
+    store.logger_started(CID, FIFO, {"ContainerID": CID, "ContainerName": "/bench"}, options)
+    return store
+
+
+# ---------------------------------------------------------------------------------------------------- append
+
+
+def store_append(work: Path, plan: list[tuple[bytes, int]], options: StoreOptions) -> float:
+    data_dir = work / "append"
+    store = new_store(data_dir, options)
+    try:
+        start = time.perf_counter()
+        for records, count in plan:
+            store.append(CID, records, count)
+        elapsed = time.perf_counter() - start
+        assert store.counters.records_total == sum(c for _, c in plan)
+    finally:
+        store.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return elapsed
+
+
+def raw_write(work: Path, plan: list[tuple[bytes, int]], max_size: int, max_file: int) -> float:
+    """os.write of the batches; with ``max_size``, Docker-style rotation by hand (cut at batch boundaries)."""
+    folder = work / "raw"
+    folder.mkdir()
+    path = folder / "container.log"
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        start = time.perf_counter()
+        fd = os.open(path, flags, 0o640)
+        size = 0
+        for records, _ in plan:
+            if max_size and size >= max_size:
+                os.close(fd)
+                (folder / f"container.log.{max_file - 1}").unlink(missing_ok=True)
+                for index in range(max_file - 2, 0, -1):
+                    src = folder / f"container.log.{index}"
+                    if src.exists():
+                        os.replace(src, folder / f"container.log.{index + 1}")
+                os.replace(path, folder / "container.log.1")
+                fd = os.open(path, flags, 0o640)
+                size = 0
+            view = memoryview(records)
+            while view:
+                n = os.write(fd, view)
+                size += n
+                view = view[n:]
+        os.close(fd)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------- reads
+
+
+def drain(sock: socket.socket, expected: int, result: dict[str, float]) -> None:
+    """dockerd's side: read to EOF, count bytes, note when the ``expected``-th byte (the last frame) came."""
+    buf = bytearray(1 << 20)
+    got = 0
+    while n := sock.recv_into(buf):
+        got += n
+        if got >= expected and "end" not in result:
+            result["end"] = time.perf_counter()
+    result["bytes"] = got
+
+
+def serve(data_dir: Path, tail: int, expected: int) -> tuple[float, int]:
+    """One ReadLogsStream over a socketpair, from a fresh LocalStore, on uvloop as in the plugin.
+
+    Returns (seconds from the request to the last of ``expected`` bytes, bytes received to EOF).
+    """
+    store = LocalStore(data_dir)
+    ours, theirs = socket.socketpair()
+    result: dict[str, float] = {}
+    peer = threading.Thread(target=drain, args=(theirs, expected, result))
+    peer.start()
+    started: list[float] = []
+
+    async def run() -> None:
+        ours.setblocking(False)
+        request = ReadRequest(CID, since_ns=0, until_ns=0, tail=tail, follow=False, open_fifos=[],
+                              draining_fifos=[])
+        started.append(time.perf_counter())
+        await ReadLogsStream(store, request, ours).run()
+
+    try:
+        uvloop.run(run())
+        ours.close()  # as localstore.main does when a stream ends: the peer sees EOF
+        peer.join()
+    finally:
+        ours.close()
+        theirs.close()
+        store.close()
+    assert "end" in result, f"{result.get('bytes')} bytes of {expected}"
+    return result["end"] - started[0], int(result["bytes"])
+
+
+def bare_tail(path: Path, tail: int) -> tuple[float, int]:
+    """Open, walk ``tail`` records back from the end, read them: (seconds, records)."""
+    start = time.perf_counter()
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos, found, block_start, block = end, 0, end, b""
+        while found < tail and pos >= 2 * HEADER_SIZE:
+            if pos - HEADER_SIZE < block_start:
+                block_start = max(0, pos - 65536)
+                f.seek(block_start)
+                block = f.read(pos - block_start)
+            (n,) = HEADER.unpack_from(block, pos - HEADER_SIZE - block_start)
+            pos -= n + 2 * HEADER_SIZE
+            found += 1
+        f.seek(pos)
+        data = f.read(end - pos)
+    assert len(data) == end - pos
+    return time.perf_counter() - start, found
+
+
+def bare_replay(path: Path) -> tuple[float, int]:
+    """Read the file in 1 MiB chunks and split the records without decoding them: (seconds, records)."""
+    start = time.perf_counter()
+    count = 0
+    unpack_from = HEADER.unpack_from
+    rest = b""
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            data = rest + chunk if rest else chunk
+            pos, size = 0, len(data)
+            while pos + HEADER_SIZE <= size:
+                (n,) = unpack_from(data, pos)
+                end = pos + n + 2 * HEADER_SIZE
+                if end > size:
+                    break
+                _ = data[pos + HEADER_SIZE:end - HEADER_SIZE]
+                count += 1
+                pos = end
+            rest = data[pos:]
+    return time.perf_counter() - start, count
+
+
+def build_store(data_dir: Path, plan: list[tuple[bytes, int]], options: StoreOptions) -> int:
+    store = new_store(data_dir, options)
+    try:
+        for records, count in plan:
+            store.append(CID, records, count)
+        return store.counters.records_total
+    finally:
+        store.close()
+
+
+def build_rotated(data_dir: Path, batches: list[tuple[bytes, int]], options: StoreOptions, last: int) -> None:
+    """Every file of the chain full, then a rotation and ``last`` records in the new current file.
+
+    Outside an event loop the store gzips a rotated file right away, so the chain is complete on return.
+    """
+    store = new_store(data_dir, options)
+    clog = store.get(CID)
+    try:
+        i = 0
+        while clog.rotations < options.max_file or clog.size < options.max_size:
+            records, count = batches[i % len(batches)]
+            store.append(CID, records, count)
+            i += 1
+        store.append(CID, tail_records(batches[0][0], last), last)  # rotates first: the file was full
+        assert clog.size == len(tail_records(batches[0][0], last))
+    finally:
+        store.close()
+
+
+def tail_records(batch: bytes, n: int) -> bytes:
+    """The first ``n`` records of a batch."""
+    pos = 0
+    for _ in range(n):
+        (size,) = HEADER.unpack_from(batch, pos)
+        pos += size + 2 * HEADER_SIZE
+    return batch[:pos]
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def row(figure: str, ours: str, ref: str, ratio: str, goal: str) -> str:
+    return f"  {figure:<38} {ours:>16} {ref:>16} {ratio:>7}  {goal}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mib", type=int, default=1024, help="MiB appended per run, and the size of the read store")
+    parser.add_argument("--size", type=int, default=100, help="bytes per line, newline included")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the benchmark runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.mib, args.repeat = 50, 1
+    work = Path(tempfile.mkdtemp(prefix="elp-bstore-", dir="/tmp"))
+    try:
+        batches = make_batches(16, args.size)
+        plan = schedule(batches, args.mib << 20)
+        total = sum(len(b) for b, _ in plan)
+        lines = sum(c for _, c in plan)
+
+        ours, ref, unrotated = [], [], []
+        for _ in range(args.repeat):
+            ours.append(store_append(work, plan, ROTATION))
+            ref.append(raw_write(work, plan, ROTATION.max_size, ROTATION.max_file))
+            unrotated.append(raw_write(work, plan, 0, 0))
+        a_ours, a_ref, a_plain = (statistics.median(x) for x in (ours, ref, unrotated))
+
+        # One store for the read figures: rotation off, one file of the whole size.
+        single = work / "single"
+        assert build_store(single, plan, StoreOptions(max_size=0)) == lines
+        log_file = single / "containers" / CID / "container.log"
+        frames = sum(HEADER_SIZE + n for n in _last_sizes(log_file, TAIL))
+        tails = [serve(single, TAIL, frames) for _ in range(TAIL_RUNS)]
+        assert all(b == frames for _, b in tails), (frames, tails[0])
+        t_ours = statistics.median(t for t, _ in tails)
+        t_ref = statistics.median(bare_tail(log_file, TAIL)[0] for _ in range(TAIL_RUNS))
+        replays, bare = [], []
+        for _ in range(args.repeat):
+            seconds, sent = serve(single, -1, total - lines * HEADER_SIZE)
+            assert sent == total - lines * HEADER_SIZE, (sent, total)
+            replays.append(seconds)
+            seconds, count = bare_replay(log_file)
+            assert count == lines
+            bare.append(seconds)
+        r_ours, r_ref = statistics.median(replays), statistics.median(bare)
+        shutil.rmtree(single)
+
+        # A rotated, compressed store whose current file holds 50 records: the tail reaches into a .gz.
+        packed = work / "packed"
+        build_rotated(packed, batches, StoreOptions(ROTATION.max_size, ROTATION.max_file, compress=True), TAIL // 2)
+        folder = packed / "containers" / CID
+        assert (folder / "container.log.1.gz").exists(), sorted(p.name for p in folder.iterdir())
+        gz_frames = len(tail_records(batches[0][0], TAIL // 2)) * 2 - TAIL * HEADER_SIZE  # same-size records
+        gz_tails = [serve(packed, TAIL, gz_frames) for _ in range(max(3, TAIL_RUNS // 4))]
+        assert all(b == gz_frames for _, b in gz_tails), (gz_frames, gz_tails[0])
+        t_gz = statistics.median(t for t, _ in gz_tails)
+
+        mb = 1e6
+        print(f"local store: {total / (1 << 20):,.0f} MiB in {len(plan)} batches of ~1 MiB, {lines:,} lines of "
+              f"{args.size} B; median of {args.repeat} (tail: of {TAIL_RUNS}); {os.cpu_count()} CPUs")
+        print(row("figure", "ours", "reference", "ratio", "goal"))
+        print(row("append MB/s (10m x 5) / os.write+rot.", f"{total / a_ours / mb:,.0f}",
+                  f"{total / a_ref / mb:,.0f}", f"{a_ref / a_ours:.2f}", "-"))
+        print(row("  os.write, no rotation (info)", "-", f"{total / a_plain / mb:,.0f}", "-", "-"))
+        print(row(f"--tail {TAIL} ms, one {total / (1 << 20):,.0f} MiB file", f"{t_ours * 1e3:.2f}",
+                  f"{t_ref * 1e3:.2f}", f"{t_ref / t_ours:.2f}", "<= 50 ms"))
+        print(row("replay lines/s / read+split", f"{lines / r_ours:,.0f}", f"{lines / r_ref:,.0f}",
+                  f"{r_ref / r_ours:.2f}", ">= 0.5"))
+        print(row(f"--tail {TAIL} ms, 10m x 5 gz (info)", f"{t_gz * 1e3:.2f}", "-", "-", "-"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _last_sizes(path: Path, tail: int) -> list[int]:
+    """Body sizes of the last ``tail`` records of a file."""
+    sizes = []
+    with open(path, "rb") as f:
+        pos = f.seek(0, os.SEEK_END)
+        for _ in range(tail):
+            f.seek(pos - HEADER_SIZE)
+            (n,) = HEADER.unpack(f.read(HEADER_SIZE))
+            sizes.append(n)
+            pos -= n + 2 * HEADER_SIZE
+    return sizes
+
+
+if __name__ == "__main__":
+    main()

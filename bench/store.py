@@ -34,6 +34,7 @@ from pathlib import Path
 import uvloop
 
 from localstore.readlogs import ReadLogsStream
+from localstore.segments import record_boundary_after
 from localstore.store import LocalStore, StoreOptions
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, HEADER_SIZE, encode_record
@@ -237,16 +238,21 @@ def build_store(data_dir: Path, plan: list[tuple[bytes, int]], options: StoreOpt
 def build_rotated(data_dir: Path, batches: list[tuple[bytes, int]], options: StoreOptions, last: int) -> None:
     """Every file of the chain full, then a rotation and ``last`` records in the new current file.
 
+    (``batches[0]`` is appended over and over; its records all have the same size.)
+
     Outside an event loop the store gzips a rotated file right away, so the chain is complete on return.
     """
     store = new_store(data_dir, options)
     clog = store.get(CID)
+    records, count = batches[0]
     try:
-        i = 0
-        while clog.rotations < options.max_file or clog.size < options.max_size:
-            records, count = batches[i % len(batches)]
+        while clog.rotations < options.max_file or options.max_size - clog.size > len(records):
             store.append(CID, records, count)
-            i += 1
+        # Fill the current file to the record that reaches max-size, exactly: the next append rotates.
+        if clog.size < options.max_size:
+            cut = record_boundary_after(records, options.max_size - clog.size)
+            store.append(CID, records[:cut], count * cut // len(records))
+        assert clog.size >= options.max_size
         store.append(CID, tail_records(batches[0][0], last), last)  # rotates first: the file was full
         assert clog.size == len(tail_records(batches[0][0], last))
     finally:

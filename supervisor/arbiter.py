@@ -288,6 +288,9 @@ class Supervisor:
             self._on_report(child)  # its last words
             child.close()
             self._child_exited(child, status)
+            if not self.stopping:
+                # Respawn now (or when its back-off ends), not at the next tick.
+                loop.call_soon(self.manage)
 
     def _child_exited(self, child: Child, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -303,6 +306,7 @@ class Supervisor:
             delay = lg.backoff.next_delay(child.uptime)
             lg.restarts += 1
             lg.respawn_at = time.monotonic() + delay
+            asyncio.get_running_loop().call_later(delay, self.manage)
             # What it had read from the FIFO but not yet got confirmed stored is gone (a FIFO cannot be re-read).
             # Its last report (at most a second old) gives the figure; lines read after it are not in it.
             lost = int(child.counters.get("unconfirmed_lines", 0))
@@ -319,6 +323,7 @@ class Supervisor:
         delay = svc.backoff.next_delay(child.uptime)
         svc.restarts += 1
         svc.respawn_at = time.monotonic() + delay
+        asyncio.get_running_loop().call_later(delay, self.manage)
         log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code), svc.restarts, delay)
 
     def _on_report(self, child: Child) -> None:

@@ -4,7 +4,7 @@ Reference: one Python loop doing what a reader can never avoid (1 MiB reads, fra
 reading the fields) on a FIFO fed by ``cat`` at full speed. Ours: the real supervisor; the same bytes are fed into
 a FIFO it was told about with StartLogging, and the clock stops when the local store reports every line stored.
 
-    python -m bench.reader_throughput [--lines N] [--size BYTES] [--repeat R]
+    python -m bench.reader_throughput [--lines N] [--size BYTES] [--repeat R] [--smoke]
 """
 
 from __future__ import annotations
@@ -91,7 +91,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100, help="bytes per line")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, only to show it still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.lines, args.repeat = 20_000, 1
     work = Path(tempfile.mkdtemp(prefix="elp-b-", dir="/tmp"))
     try:
         stream = work / "stream.bin"

@@ -3,7 +3,7 @@
 The reference is the cheapest request the same plugin answers on the same socket (Capabilities), so the ratio
 shows what validating the options, opening the FIFO and forking a reader add. Goal: StartLogging < 50 ms.
 
-    python -m bench.start_logging [--containers N]
+    python -m bench.start_logging [--containers N] [--smoke]
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--containers", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, only to show it still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.containers = 5
     work = Path(tempfile.mkdtemp(prefix="elp-b-", dir="/tmp"))
     plugin = start_plugin(work)
     loggers: list[FakeLogger] = []

@@ -42,6 +42,10 @@ MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledge
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
 FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
+# Containers share a bulk output (one client, shared requests) only when these options agree too.
+BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
+                "backoff_max", "max_retries", "pipeline", "dead_letter_index")
+OutputKey = tuple[OutputConfig, tuple[object, ...]]
 
 
 class ShipperProcess:
@@ -51,8 +55,8 @@ class ShipperProcess:
         self.config_dir = data_dir / "shipper"
         self.stop = asyncio.Event()
         self.feeds: dict[str, ContainerFeed] = {}
-        self.feed_output: dict[str, OutputConfig] = {}
-        self.outputs: dict[OutputConfig, BulkShipper] = {}
+        self.feed_output: dict[str, OutputKey] = {}
+        self.outputs: dict[OutputKey, BulkShipper] = {}
         self.idle_until: dict[str, float] = {}
         self.fetch_sent: dict[str, float] = {}
         self.bad_messages = 0
@@ -100,11 +104,12 @@ class ShipperProcess:
         except ValueError as exc:
             log.error("container %s: cannot ship: %s", container_id[:12], exc)
             return
-        bulk = self.outputs.get(config)
+        key = (config, tuple(options[name] for name in BULK_OPTIONS))
+        bulk = self.outputs.get(key)
         if bulk is None:
             bulk = BulkShipper(config.describe(), make_client(config), options, self._finished)
             bulk.start()
-            self.outputs[config] = bulk
+            self.outputs[key] = bulk
             log.info("shipping to %s", config.describe())
         feed = self.feeds.get(container_id)
         if feed is None:
@@ -112,7 +117,7 @@ class ShipperProcess:
             self.feeds[container_id] = feed
         else:
             feed.encode = encoder
-        self.feed_output[container_id] = config
+        self.feed_output[container_id] = key
         self.idle_until.pop(container_id, None)
         self._save_config(container_id, info, options)
         self._fetch(feed)

@@ -116,3 +116,14 @@ def test_secrets_never_reach_logs_or_stats(plugin: RunningPlugin) -> None:
         assert "wrong-s3cr3t" not in text
         assert "401" in text
         lg.stop()
+
+
+def test_bulk_settings_are_per_container_even_with_the_same_hosts(plugin: RunningPlugin, es: EsStandin) -> None:
+    slow = plugin.logger(config={"hosts": es.url, "flush_interval": "5s"})
+    fast = plugin.logger(config={"hosts": es.url, "flush_interval": "50ms"})
+    same = plugin.logger(config={"hosts": es.url, "flush_interval": "50ms"})
+    for lg in (slow, fast, same):
+        assert lg.start() == {"_status": 200}
+    wait_until(lambda: len(plugin.stats()["shipper"]["outputs"]) == 2, message="two bulk outputs")
+    for lg in (slow, fast, same):
+        lg.stop()

@@ -47,7 +47,6 @@ class BulkShipper:
         self.backoff_init: float = options["backoff_init"]
         self.backoff_max: float = options["backoff_max"]
         self.max_retries: int = options["max_retries"]
-        self.pipeline: str | None = options["pipeline"]
         self.dead_letter_index: str | None = options["dead_letter_index"]
         self.queue: deque[PendingDoc] = deque()
         self.queued_bytes = 0
@@ -137,9 +136,8 @@ class BulkShipper:
         if self.level:
             body = gzip.compress(body, self.level)
             headers["content-encoding"] = "gzip"
-        params = f"?pipeline={self.pipeline}" if self.pipeline else ""
         try:
-            resp = await self.client.perform_request("PUT", "/_bulk" + params, headers=headers, body=body)
+            resp = await self.client.perform_request("PUT", "/_bulk", headers=headers, body=body)
         except ApiError as exc:
             if exc.meta.status == 413:
                 if len(batch) == 1:
@@ -159,7 +157,10 @@ class BulkShipper:
     def _body(self, batch: list[PendingDoc]) -> bytes:
         out = bytearray()
         for doc in batch:
-            out += b'{"create":{"_index":' + orjson.dumps(doc.index) + b',"_id":"' + doc.doc_id.encode() + b'"}}\n'
+            out += b'{"create":{"_index":' + orjson.dumps(doc.index) + b',"_id":"' + doc.doc_id.encode() + b'"'
+            if doc.pipeline:
+                out += b',"pipeline":' + orjson.dumps(doc.pipeline)
+            out += b"}}\n"
             out += doc.body
             out += b"\n"
         return bytes(out)

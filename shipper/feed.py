@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -19,6 +18,7 @@ from google.protobuf.message import DecodeError
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, HEADER_SIZE, MARKER_PREFIX
 from proto.messages import Records
+from shipper.encoder import Encoder
 
 Position = tuple[int, int]
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
@@ -33,11 +33,8 @@ class PendingDoc:
     doc_id: str
     index: str
     body: bytes
+    pipeline: str | None = None
     attempts: int = 0
-
-
-# (time_nano, source, message, truncated) -> (index, document bytes)
-Encoder = Callable[[int, str, bytes, bool], tuple[str, bytes]]
 
 
 @dataclass
@@ -124,10 +121,10 @@ class ContainerFeed:
 
     def _doc(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
              truncated: bool) -> PendingDoc:
-        index, body = self.encode(time_nano, source, message, truncated)
+        index, pipeline, body = self.encode(time_nano, source, message, truncated)
         self.inflight[end] = False
         self.docs_total += 1
-        return PendingDoc(self.container_id, end, doc_id(self.container_id, start), index, body)
+        return PendingDoc(self.container_id, end, doc_id(self.container_id, start), index, body, pipeline)
 
     def done(self, end: Position) -> Position | None:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""

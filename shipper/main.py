@@ -32,7 +32,8 @@ from proto.messages import (
     decode,
 )
 from shipper.bulk import BulkShipper
-from shipper.feed import ContainerFeed, Encoder, PendingDoc
+from shipper.encoder import Encoder, build_encoder
+from shipper.feed import ContainerFeed, PendingDoc
 from shipper.output import OutputConfig, make_client, output_config
 
 log = logging.getLogger("elp.shipper")
@@ -44,7 +45,7 @@ FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even emp
 STATS_INTERVAL = 1.0
 # Containers share a bulk output (one client, shared requests) only when these options agree too.
 BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
-                "backoff_max", "max_retries", "pipeline", "dead_letter_index")
+                "backoff_max", "max_retries", "dead_letter_index")
 OutputKey = tuple[OutputConfig, tuple[object, ...]]
 
 
@@ -123,11 +124,7 @@ class ShipperProcess:
         self._fetch(feed)
 
     def _encoder(self, info: dict[str, Any], options: dict[str, Any]) -> Encoder:
-        from shipper.documents import DocumentBuilder, IndexTemplate, container_meta
-
-        meta = container_meta(info, options, socket.gethostname(), self.agent_id, _version())
-        builder = DocumentBuilder(meta, IndexTemplate(str(options["index"])))
-        return builder.encode_with_index
+        return build_encoder(info, options, socket.gethostname(), self.agent_id, _version())
 
     def _fetch(self, feed: ContainerFeed) -> None:
         if feed.fetching or feed.backlog >= MAX_BACKLOG:

@@ -34,6 +34,7 @@ from proto.messages import (
     ShipContainer,
     decode,
 )
+from shipper.encoder import validate_documents
 from shipper.main import ShipperProcess
 from shipper.output import validate_output
 from supervisor.children import Backoff, Child, Role
@@ -370,6 +371,7 @@ class Supervisor:
         options = parse_log_options(info.get("Config"))
         if options.ships:
             validate_output(options.values)
+            validate_documents(info, options.values)
         path = self._checked_fifo(fifo_path)
         if path in self.loggers:
             return

@@ -127,3 +127,51 @@ def test_bulk_settings_are_per_container_even_with_the_same_hosts(plugin: Runnin
     wait_until(lambda: len(plugin.stats()["shipper"]["outputs"]) == 2, message="two bulk outputs")
     for lg in (slow, fast, same):
         lg.stop()
+
+
+def test_index_and_pipeline_format_strings(plugin: RunningPlugin, es: EsStandin) -> None:
+    lg = plugin.logger(name="Api-1", config={"hosts": es.url, "index": "logs-%{[container.name]}-default",
+                                            "pipeline": "p-%{+yyyy}"})
+    assert lg.start() == {"_status": 200}
+    lg.write(entry(b"routed", time_nano=1_700_000_000_000_000_000))
+    wait_until(lambda: es.docs("logs-api-1-default"), 20, message="a document in logs-api-1-default")
+    (stored,) = es.stored("logs-api-1-default")
+    assert stored.pipeline == "p-2023"
+    bad = plugin.logger(config={"hosts": es.url, "index": "logs-%{[no.such.field]}-x"})
+    assert "index" in bad.start()["Err"]
+    lg.stop()
+
+
+def test_refused_documents_go_to_the_dead_letter_index(plugin: RunningPlugin, es: EsStandin) -> None:
+    es.item_error(lambda d: d.get("message") == "unmappable", status=400, error_type="document_parsing_exception")
+    lg = plugin.logger(config={"hosts": es.url, "dead_letter_index": "dead-letters"})
+    lg.start()
+    lg.write(entry(b"unmappable"), entry(b"fine"))
+    wait_until(lambda: es.docs("dead-letters"), 20, message="the refused document dead-lettered")
+    (dead,) = es.docs("dead-letters")
+    assert "unmappable" in dead["original"] and "document_parsing_exception" in dead["error"]["reason"]
+    assert messages(es) == ["fine"]
+    wait_until(lambda: plugin.stats()["shipper"]["dead_lettered_total"] == 1, message="counted")
+    lg.stop()
+
+
+def test_too_large_requests_are_split(plugin: RunningPlugin) -> None:
+    with EsStandin(max_content_length=20_000) as es:
+        lg = plugin.logger(config={"hosts": es.url, "compression_level": "0", "flush_interval": "500ms"})
+        lg.start()
+        lg.write(*(entry(b"%04d " % i + b"z" * 200) for i in range(400)))  # ~120 KB of documents
+        wait_docs(es, 400, timeout=30)
+        assert len(set(messages(es))) == 400
+        assert any(r.status == 413 for r in es.bulk_requests)
+        lg.stop()
+
+
+def test_finite_max_retries_drops_with_a_count(plugin: RunningPlugin, es: EsStandin) -> None:
+    es.item_error(lambda d: d.get("message") == "always busy", status=503, error_type="unavailable_shards_exception")
+    lg = plugin.logger(config={"hosts": es.url, "max_retries": "2", "backoff_init": "50ms"})
+    lg.start()
+    lg.write(entry(b"always busy"), entry(b"ok"))
+    wait_until(lambda: plugin.stats()["shipper"]["failed_total"] == 1, 20, message="the document given up on")
+    assert messages(es) == ["ok"]
+    assert "retries exhausted" in plugin.log_text()
+    lg.stop()

@@ -6,9 +6,12 @@ import os
 import re
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from proto.entry_pb2 import LogEntry
 from tests.conftest import RunningPlugin, wait_until
@@ -370,3 +373,51 @@ def test_docker_logs_right_after_exit_shows_every_line(plugin: RunningPlugin) ->
     temp.stop()
     assert len(got) == 20000
     assert got[-1].line == b"line 19999\n"
+
+
+def test_crash_loop_backs_off(plugin: RunningPlugin) -> None:
+    lg = plugin.logger()
+    lg.start()
+    for _ in range(4):
+        pid = wait_until(lambda: (r := plugin.stats()["readers"]) and r[0]["pid"], 20, message="a reader")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda p=pid: f"(pid {p}) was killed" in plugin.log_text(), message="the death noticed")
+    delays = [float(d) for d in re.findall(r"restart \d+ in ([\d.]+)s", plugin.log_text())]
+    assert delays == [0.0, 0.5, 1.0, 2.0], "the first restart is immediate, then the delay doubles"
+    lg.stop()
+
+
+def test_disk_full_is_counted_and_writing_resumes() -> None:
+    import subprocess
+
+    from tests.conftest import start_plugin
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    base = Path(tempfile.mkdtemp(prefix="elp-", dir="/tmp"))
+    data = base / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)], check=True)
+    plugin = start_plugin(base)
+    try:
+        lg = plugin.logger(config={"max-size": "100m"})
+        lg.start()
+        filler = data / "filler"
+        with open(filler, "wb") as f:  # leave almost no room
+            try:
+                f.write(b"\0" * (2 << 20))
+            except OSError:
+                pass
+        lg.write(*(entry(b"lost to a full disk %d" % i + b"x" * 500) for i in range(2000)))
+        wait_until(lambda: plugin.stats()["localstore"]["records_dropped_total"] > 0, message="drops counted")
+        assert plugin.log_text().count("cannot write") == 1, "logged once, not in a loop"
+        filler.unlink()
+        lg.write(entry(b"after the disk was freed"))
+        wait_until(lambda: [e.line for e in plugin.client.read_logs(lg.info)][-1:] == [b"after the disk was freed\n"],
+                   message="writing to resume by itself")
+        assert "writing to" in plugin.log_text() and "again" in plugin.log_text()
+        lg.stop()
+    finally:
+        plugin.stop()
+        subprocess.run(["umount", "-l", str(data)], check=False)
+        subprocess.run(["rm", "-rf", str(base)], check=False)

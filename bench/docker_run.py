@@ -99,12 +99,53 @@ def bench_lines(env: dict[str, str], lines: int, rounds: int) -> None:
     report(f"container writing {lines} lines of 100 B (docker start + docker wait)", samples)
 
 
+def bench_tail(env: dict[str, str], lines: int, runs: int) -> None:
+    """`docker logs --tail 100` on a container holding LINES lines, ours beside Docker's `local` driver, and a
+    full `docker logs` replay of the same. Both stores use one big file (no rotation) so only reading differs."""
+    payload = "y" * 99
+    script = f"yes {payload} | head -n {lines}"
+    opts = {OURS: ["--log-opt", "max-size=100g"], "local": ["--log-opt", "max-size=100g"]}
+    cids = {}
+    for driver in (OURS, "local"):
+        cid = run(["docker", "run", "-d", "--log-driver", driver, *opts[driver], IMAGE, "sh", "-c", script],
+                  env).strip()
+        run(["docker", "wait", cid], env)
+        cids[driver] = cid
+    tail: dict[str, list[float]] = {OURS: [], "local": []}
+    full: dict[str, list[float]] = {OURS: [], "local": []}
+    for i in range(runs):
+        order = (OURS, "local") if i % 2 == 0 else ("local", OURS)
+        for driver in order:
+            t0 = time.perf_counter()
+            out = run(["docker", "logs", "--tail", "100", cids[driver]], env)
+            tail[driver].append(time.perf_counter() - t0)
+            if out.count("\n") != 100:
+                sys.exit(f"{driver}: --tail 100 gave {out.count(chr(10))} lines")
+    for _ in range(max(1, runs // 5)):
+        for driver in (OURS, "local"):
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "logs", cids[driver]], env=env, stdout=subprocess.DEVNULL, check=True,
+                           timeout=600)
+            full[driver].append(time.perf_counter() - t0)
+    for title, samples in ((f"docker logs --tail 100 of {lines} lines", tail),
+                           (f"docker logs (all {lines} lines, to /dev/null)", full)):
+        ours, ref = statistics.median(samples[OURS]), statistics.median(samples["local"])
+        print(f"\n{title}")
+        for driver in (OURS, "local"):
+            median = statistics.median(samples[driver]) * 1000
+            print(f"  {driver:24s} median {median:9.1f} ms   (n={len(samples[driver])})")
+        print(f"  ratio ours/local: {ours / ref:.3f}  (goal <= 1.0)", flush=True)
+    for cid in cids.values():
+        run(["docker", "rm", "-f", cid], env)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="docker run --rm true, per driver")
     parser.add_argument("--lines", type=int, default=200_000, help="lines the throughput container writes")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per driver")
+    parser.add_argument("--tail-lines", type=int, default=2_000_000, help="lines in the --tail store (0: skip)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/docker_run.py needs root (it runs a private dockerd); skipped")
@@ -122,6 +163,8 @@ def main() -> int:
         print(run(["docker", "version", "--format", "dockerd {{.Server.Version}}"], env).strip(), flush=True)
         bench_start(env, args.runs)
         bench_lines(env, args.lines, args.rounds)
+        if args.tail_lines:
+            bench_tail(env, args.tail_lines, 20)
         store = workdir / "plugin-data" / "elastic-logging-plugin"
         if store.exists():
             size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())

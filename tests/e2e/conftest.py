@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,3 +182,18 @@ def plugin(docker_engine: DockerEngine) -> Iterator[Plugin]:
     finally:
         docker_engine.docker("plugin", "disable", "-f", PLUGIN_NAME, timeout=60)
         docker_engine.docker("plugin", "rm", "-f", PLUGIN_NAME, timeout=60)
+
+
+@pytest.fixture
+def names(docker_engine: DockerEngine) -> Iterator[list[str]]:
+    """Container names for one test (see ``new_name``), removed afterwards."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        docker_engine.docker("rm", "-f", name, timeout=60)
+
+
+def new_name(names: list[str]) -> str:
+    name = f"elp-e2e-{uuid.uuid4().hex[:8]}"
+    names.append(name)
+    return name

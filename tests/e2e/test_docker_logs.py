@@ -5,30 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
 from supervisor.statscli import fetch_stats
-from tests.e2e.conftest import ROOT, DockerEngine, Plugin, wait_until
-
-
-@pytest.fixture
-def names(docker_engine: DockerEngine) -> Iterator[list[str]]:
-    """Container names for one test, removed afterwards."""
-    made: list[str] = []
-    yield made
-    for name in made:
-        docker_engine.docker("rm", "-f", name, timeout=60)
-
-
-def new_name(names: list[str]) -> str:
-    name = f"elp-e2e-{uuid.uuid4().hex[:8]}"
-    names.append(name)
-    return name
+from tests.e2e.conftest import ROOT, DockerEngine, Plugin, new_name, wait_until
 
 
 def run(engine: DockerEngine, plugin: Plugin, image: str, name: str, script: str,

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import PLUGIN_NAME, DockerEngine, Plugin, wait_until
+from tests.e2e.conftest import PLUGIN_NAME, DockerEngine, Plugin, new_name, wait_until
 from tests.es_standin import EsStandin
-
-
-@pytest.fixture
-def names(docker_engine: DockerEngine) -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    for name in made:
-        docker_engine.docker("rm", "-f", name, timeout=60)
-
-
-def new_name(names: list[str]) -> str:
-    name = f"elp-e2e-{uuid.uuid4().hex[:8]}"
-    names.append(name)
-    return name
 
 
 def container_id(engine: DockerEngine, name: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
@@ -53,8 +53,9 @@ class Message:
 
     def encode(self) -> bytes:
         wire: dict[str, Any] = {"kind": self.KIND, "v": VERSION}
-        for f in fields(self):
-            wire[f.name] = getattr(self, f.name)
+        names: tuple[str, ...] = self.__slots__  # the fields, in order (slots dataclass; the base has none)
+        for name in names:
+            wire[name] = getattr(self, name)
         return msgpack.packb(wire, use_bin_type=True)
 
 

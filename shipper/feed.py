@@ -49,6 +49,7 @@ class ContainerFeed:
     docs_total: int = 0
     joined_total: int = 0
     acked: Position | None = None
+    acked_sent: Position | None = None
     # document end position -> done, in the order the documents were made
     inflight: OrderedDict[Position, bool] = field(default_factory=OrderedDict)
     group: list[bytes] = field(default_factory=list)

@@ -60,6 +60,8 @@ class ShipperProcess:
         self.outputs: dict[OutputKey, BulkShipper] = {}
         self.idle_until: dict[str, float] = {}
         self.fetch_sent: dict[str, float] = {}
+        self.ack_due: set[str] = set()
+        self.acks_scheduled = False
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
@@ -159,7 +161,11 @@ class ShipperProcess:
                 continue
             feed.fetching = False
             docs = feed.on_records(msg)
-            self._ack(feed, feed.advance())
+            if feed.advance() is not None:
+                self.ack_due.add(feed.container_id)
+                if not self.acks_scheduled:
+                    self.acks_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._send_acks)
             if msg.skipped_files:
                 log.error("container %s: %d rotated files were deleted before their lines were shipped; those "
                           "lines are lost to Elasticsearch (counted in stats)", feed.container_id[:12],
@@ -178,11 +184,27 @@ class ShipperProcess:
         feed = self.feeds.get(doc.container_id)
         if feed is None:
             return
-        self._ack(feed, feed.done(doc.end))
-        if feed.container_id not in self.idle_until:
-            self._fetch(feed)
-        else:
-            self._maybe_forget(feed)
+        feed.done(doc.end)
+        # One acknowledgement per container and loop turn, not one per document.
+        self.ack_due.add(feed.container_id)
+        if not self.acks_scheduled:
+            self.acks_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_acks)
+
+    def _send_acks(self) -> None:
+        self.acks_scheduled = False
+        due, self.ack_due = self.ack_due, set()
+        for container_id in due:
+            feed = self.feeds.get(container_id)
+            if feed is None:
+                continue
+            if feed.acked is not None and feed.acked != feed.acked_sent:
+                self._ack(feed, feed.acked)
+                feed.acked_sent = feed.acked
+            if container_id not in self.idle_until:
+                self._fetch(feed)
+            else:
+                self._maybe_forget(feed)
 
     def _ack(self, feed: ContainerFeed, position: tuple[int, int] | None) -> None:
         if position is None:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -27,6 +28,7 @@ from proto.messages import (
     LoggerClosed,
     LoggerGone,
     LoggerStarted,
+    Message,
     MessageError,
     ReadRequest,
     Stored,
@@ -107,53 +109,45 @@ class LocalStoreProcess:
         return ExitCode.DONE
 
     def _on_data(self) -> None:
-        pull = self.pull
-        for _ in range(RCVHWM):
-            if not int(pull.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                return
-            self._handle(pull.recv_multipart(zmq.NOBLOCK))
-        # Still more: yield to ReadLogs streams and control messages, then carry on.
-        asyncio.get_running_loop().call_soon(self._on_data)
+        self._take(self.pull, self._handle_data, self._on_data)
 
     def _on_fetch(self) -> None:
-        router = self.router
+        self._take(self.router, self._handle_shipping, self._on_fetch)
+
+    def _take(self, sock: zmq.Socket, handle: Callable[[bytes, Message], None], again: Callable[[], None]) -> None:
+        """Handle what a ROUTER socket holds, a bounded number at a time (ZeroMQ's FD is edge-triggered, so
+        each wake-up drains until EVENTS shows nothing)."""
         for _ in range(RCVHWM):
-            if not int(router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
-            frames = router.recv_multipart(zmq.NOBLOCK)
+            frames = sock.recv_multipart(zmq.NOBLOCK)
             if len(frames) != 2:
-                self._bad_message(MessageError(f"shipping message with {len(frames)} frames"))
+                self._bad_message(MessageError(f"message with {len(frames)} frames"))
                 continue
-            identity, raw = frames
             try:
-                msg = decode(raw)
+                msg = decode(frames[1])
             except MessageError as exc:
                 self._bad_message(exc)
                 continue
-            if isinstance(msg, Fetch) and is_container_id(msg.container_id):
-                self.fetches.handle(identity, msg)
-            elif isinstance(msg, Ack) and is_container_id(msg.container_id):
-                self.store.acked(msg.container_id, (msg.generation, msg.offset))
-            else:
-                self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the shipping path"))
-        asyncio.get_running_loop().call_soon(self._on_fetch)
+            handle(frames[0], msg)
+        # Still more: yield to ReadLogs streams and control messages, then carry on.
+        asyncio.get_running_loop().call_soon(again)
+
+    def _handle_shipping(self, identity: bytes, msg: Message) -> None:
+        if isinstance(msg, Fetch) and is_container_id(msg.container_id):
+            self.fetches.handle(identity, msg)
+        elif isinstance(msg, Ack) and is_container_id(msg.container_id):
+            self.store.acked(msg.container_id, (msg.generation, msg.offset))
+        else:
+            self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the shipping path"))
 
     def _drain_all(self) -> None:
         """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
         last batches may still be on the way through ZeroMQ's I/O thread: wait until it stays quiet."""
         while self.pull.poll(DRAIN_QUIET_MS):
-            self._handle(self.pull.recv_multipart(zmq.NOBLOCK))
+            self._take(self.pull, self._handle_data, lambda: None)
 
-    def _handle(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            self._bad_message(MessageError(f"data message with {len(frames)} frames"))
-            return
-        identity, raw = frames
-        try:
-            msg = decode(raw)
-        except MessageError as exc:
-            self._bad_message(exc)
-            return
+    def _handle_data(self, identity: bytes, msg: Message) -> None:
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
             self.store.append_batch(msg.container_id, msg.fifo, msg.seq, msg.records, msg.count)
             reply = Stored(msg.fifo, msg.seq + msg.count, False)

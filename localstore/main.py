@@ -26,7 +26,6 @@ from proto.messages import (
     ExitCode,
     Fetch,
     LoggerClosed,
-    LoggerGone,
     LoggerStarted,
     Message,
     MessageError,
@@ -208,8 +207,6 @@ class LocalStoreProcess:
         if isinstance(msg, LoggerStarted) and is_container_id(msg.container_id):
             options = StoreOptions(msg.max_size, msg.max_file, msg.compress)
             self.store.logger_started(msg.container_id, msg.fifo, msg.info, options, msg.ships)
-        elif isinstance(msg, LoggerGone) and is_container_id(msg.container_id):
-            self._closed(msg.container_id, msg.fifo, 0)
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 

@@ -14,7 +14,6 @@ from typing import Any, BinaryIO
 
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
 from localstore.segments import (
-    chain,
     existing_rotated,
     gzip_copy,
     record_boundary_after,
@@ -251,9 +250,6 @@ class ContainerLog:
             tmp.unlink(missing_ok=True)
             log.error("container %s: cannot compress generation %d: %s (kept uncompressed)",
                       self.container_id[:12], generation, exc)
-
-    def file_count(self) -> int:
-        return sum(1 for _ in chain(self.folder))
 
     def notify(self) -> None:
         self.changed.set()

@@ -11,8 +11,9 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
 - the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
   free of threads), so it talks to its children here: ``ChildStats`` up (also the heartbeat), and
-  ``LoggerStarted``, ``LoggerGone``, ``ReadRequest`` down to the local store. A ``ReadRequest`` carries a file
-  descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream into it.
+  ``LoggerStarted`` and ``ReadRequest`` down to the local store, ``ShipContainer`` down to the shipper. A
+  ``ReadRequest`` carries a file descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream
+  into it.
 
 Also here: the exit codes every child leaves with, which the supervisor acts on.
 """
@@ -135,16 +136,6 @@ class LoggerStarted(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class LoggerGone(Message):
-    """supervisor -> local store. A logger ended without its reader's ``LoggerClosed`` (the reader died and
-    its FIFO is gone): followers waiting for it must not wait forever."""
-
-    KIND: ClassVar[str] = "logger_gone"
-    container_id: str
-    fifo: str
-
-
-@dataclass(frozen=True, slots=True)
 class ReadRequest(Message):
     """supervisor -> local store, with one file descriptor attached: a ``docker logs`` request.
 
@@ -221,7 +212,7 @@ class Ack(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls
-    for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, LoggerGone, ReadRequest, ShipContainer, Fetch,
+    for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, ReadRequest, ShipContainer, Fetch,
                 Records, Ack)
 }
 

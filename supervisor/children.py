@@ -48,7 +48,6 @@ class Child:
     control: socket.socket
     pidfd: int
     started_at: float = field(default_factory=time.monotonic)
-    started_wall: float = field(default_factory=time.time)
     last_report: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
     previous: tuple[float, dict[str, Any]] = (0.0, {})

@@ -18,7 +18,6 @@ from proto.messages import (
     ChildStats,
     Fetch,
     LoggerClosed,
-    LoggerGone,
     LoggerStarted,
     Message,
     MessageError,
@@ -48,7 +47,6 @@ SAMPLES: list[Message] = [
         compress=True,
         ships=False,
     ),
-    LoggerGone(CID, FIFO),
     ShipContainer(CID, {"ContainerID": CID}, {"hosts": ["http://127.0.0.1:9200"], "password": "pw"}),
     Fetch(CID, generation=-1, offset=0, max_bytes=1 << 20),
     Records(CID, 0, 0, 1, 10, b"x" * 10, skipped_files=0, stopped=False),
@@ -88,8 +86,8 @@ def test_batch_records_stay_bytes() -> None:
 
 
 def test_unknown_extra_fields_are_ignored() -> None:
-    raw = msgpack.packb({"kind": "logger_gone", "v": VERSION, "container_id": CID, "fifo": FIFO, "extra": 1})
-    assert decode(raw) == LoggerGone(CID, FIFO)
+    raw = msgpack.packb({"kind": "ack", "v": VERSION, "container_id": CID, "generation": 1, "offset": 2, "extra": 1})
+    assert decode(raw) == Ack(CID, 1, 2)
 
 
 def _wire(message: Message) -> dict[str, Any]:
@@ -100,20 +98,20 @@ def _wire(message: Message) -> dict[str, Any]:
 BAD: dict[str, bytes] = {
     "empty": b"",
     "not-msgpack": b"\xc1",  # never used in msgpack
-    "truncated-map": msgpack.packb({"kind": "logger_gone", "v": 1})[:-2],
-    "trailing-bytes": msgpack.packb({"kind": "logger_gone"}) + b"\x01",
+    "truncated-map": msgpack.packb({"kind": "ack", "v": 1})[:-2],
+    "trailing-bytes": msgpack.packb({"kind": "ack"}) + b"\x01",
     "int": msgpack.packb(5),
-    "list": msgpack.packb(["kind", "logger_gone"]),
-    "string": msgpack.packb("logger_gone"),
+    "list": msgpack.packb(["kind", "ack"]),
+    "string": msgpack.packb("ack"),
     "nil": msgpack.packb(None),
-    "no-kind": msgpack.packb({"v": VERSION, "container_id": CID, "fifo": FIFO}),
+    "no-kind": msgpack.packb({"v": VERSION, "container_id": CID, "generation": 1, "offset": 2}),
     "unknown-kind": msgpack.packb({"kind": "nope", "v": VERSION}),
     "kind-not-str": msgpack.packb({"kind": 1, "v": VERSION}),
-    "kind-bytes": msgpack.packb({"kind": b"logger_gone", "v": VERSION, "container_id": CID, "fifo": FIFO},
+    "kind-bytes": msgpack.packb({"kind": b"ack", "v": VERSION, "container_id": CID, "generation": 1, "offset": 2},
                                 use_bin_type=True),
-    "wrong-version": msgpack.packb({**_wire(LoggerGone(CID, FIFO)), "v": VERSION + 1}),
-    "no-version": msgpack.packb({"kind": "logger_gone", "container_id": CID, "fifo": FIFO}),
-    "version-str": msgpack.packb({**_wire(LoggerGone(CID, FIFO)), "v": "1"}),
+    "wrong-version": msgpack.packb({**_wire(Ack(CID, 1, 2)), "v": VERSION + 1}),
+    "no-version": msgpack.packb({"kind": "ack", "container_id": CID, "generation": 1, "offset": 2}),
+    "version-str": msgpack.packb({**_wire(Ack(CID, 1, 2)), "v": "1"}),
     "unhashable-key": b"\x81\x90\x01",  # {[]: 1}
 }
 

@@ -74,6 +74,9 @@ class ReadLogsStream:
         self.since_pending = request.since_ns > 0
         self.sent = 0
         self.handle: tuple[int, BinaryIO] | None = None
+        # Set whenever the stream has sent all it can and waits (for a draining logger, or for new lines when
+        # following): from then on, what is appended reaches it as live lines.
+        self.waiting = asyncio.Event()
         self.scratch = store.data_dir / "tmp"
 
     async def run(self) -> None:
@@ -107,6 +110,7 @@ class ReadLogsStream:
                             "docker logs shows what is stored so far", self.request.container_id[:12], DRAIN_WAIT)
                 return True
             try:
+                self.waiting.set()
                 await asyncio.wait_for(closed.wait(), min(left, FOLLOW_POLL))
             except TimeoutError:
                 if self._peer_gone():
@@ -148,6 +152,7 @@ class ReadLogsStream:
             if self.request.until_ns and time.time_ns() > self.request.until_ns:
                 return
             try:
+                self.waiting.set()
                 await asyncio.wait_for(changed.wait(), FOLLOW_POLL)
             except TimeoutError:
                 if self._peer_gone():

@@ -14,6 +14,7 @@ unless ``ELP_REQUIRE_E2E=1`` (set by .ci/run), which turns every such skip into 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -197,3 +198,15 @@ def new_name(names: list[str]) -> str:
     name = f"elp-e2e-{uuid.uuid4().hex[:8]}"
     names.append(name)
     return name
+
+
+@contextlib.contextmanager
+def follower(engine: DockerEngine, name: str) -> Iterator[subprocess.Popen[str]]:
+    """`docker logs -f NAME` running; killed and reaped (pipes closed) however the test ends."""
+    proc = subprocess.Popen(["docker", "logs", "-f", name], env=engine.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate()

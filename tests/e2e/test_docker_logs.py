@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from supervisor.statscli import fetch_stats
-from tests.e2e.conftest import ROOT, DockerEngine, Plugin, new_name, wait_until
+from tests.e2e.conftest import ROOT, DockerEngine, Plugin, follower, new_name, wait_until
 
 
 def run(engine: DockerEngine, plugin: Plugin, image: str, name: str, script: str,
@@ -61,19 +61,14 @@ def test_follow_streams_live_and_ends_with_the_container(docker_engine: DockerEn
     started = docker_engine.docker("run", "-d", "--name", name, "--log-driver", plugin.driver,
                                    "-v", f"{trigger}:/t", busybox_image, "sh", "-c", script, timeout=60)
     assert started.returncode == 0, started.stderr
-    follower = subprocess.Popen(["docker", "logs", "-f", name], env=docker_engine.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    try:
-        assert follower.stdout is not None
-        assert follower.stdout.readline() == "first\n"
+    with follower(docker_engine, name) as follow:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "first\n"
         state = docker_engine.docker("inspect", "-f", "{{.State.Running}}", name, check=True).stdout.strip()
         assert state == "true", "the first line must arrive while the container still runs"
         (trigger / "go").write_text("")
-        out, err = follower.communicate(timeout=30)
-    finally:
-        follower.kill()
-        follower.communicate()
-    assert follower.returncode == 0
+        out, err = follow.communicate(timeout=30)
+    assert follow.returncode == 0
     assert out == "third\n"
     assert err == "second\n"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from pathlib import Path
 
-from tests.e2e.conftest import PLUGIN_NAME, DockerEngine, Plugin, new_name, wait_until
+from tests.e2e.conftest import PLUGIN_NAME, DockerEngine, Plugin, follower, new_name, wait_until
 from tests.es_standin import EsStandin
 
 
@@ -44,16 +43,11 @@ def test_follow_across_rotations(docker_engine: DockerEngine, plugin: Plugin, bu
                                    "--log-opt", "max-size=50k", "--log-opt", "max-file=100", "-v", f"{gate}:/g",
                                    busybox_image, "sh", "-c", script, timeout=60)
     assert started.returncode == 0, started.stderr
-    follower = subprocess.Popen(["docker", "logs", "-f", name], env=docker_engine.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    try:
-        assert follower.stdout is not None
-        assert follower.stdout.readline() == "first\n"
+    with follower(docker_engine, name) as follow:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "first\n"
         (gate / "go").write_text("")
-        out, _ = follower.communicate(timeout=60)
-    finally:
-        follower.kill()
-        follower.communicate()
+        out, _ = follow.communicate(timeout=60)
     assert out == "".join(f"{i}\n" for i in range(1, 20001))
     files = list((plugin.store_dir / "containers" / container_id(docker_engine, name)).glob("container.log*"))
     assert len(files) > 5, "the follower must have crossed several rotations"

@@ -111,6 +111,7 @@ class Peer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.task: asyncio.Task[None] | None = None
+        self.stream: ReadLogsStream | None = None
         self.splitter = FrameSplitter()
         self.entries: list[LogEntry] = []
         self.raw = bytearray()
@@ -157,7 +158,8 @@ def serve(store: LocalStore, req: ReadRequest, scenario: Scenario | None = None)
         theirs.setblocking(False)
         peer = Peer(theirs)
         try:
-            task = asyncio.create_task(ReadLogsStream(store, req, ours).run())
+            peer.stream = ReadLogsStream(store, req, ours)
+            task = asyncio.create_task(peer.stream.run())
             peer.task = task
             # When the stream ends (however), close its end like localstore.main does: the peer sees EOF.
             task.add_done_callback(lambda _: ours.close())
@@ -183,14 +185,10 @@ def serve(store: LocalStore, req: ReadRequest, scenario: Scenario | None = None)
         store.close()
 
 
-async def stream_started() -> None:
-    """Let the just-created stream task run up to its first suspension.
-
-    Not a timed wait: one pass of the event loop. A stream with no history to send gets from its start to
-    the follow wait without suspending, so after this its history snapshot is taken and later appends are
-    live lines.
-    """
-    await asyncio.sleep(0)
+async def stream_started(peer: Peer) -> None:
+    """Wait until the stream has sent its history and waits: later appends are then live lines."""
+    assert peer.stream is not None
+    await asyncio.wait_for(peer.stream.waiting.wait(), DEADLINE)
 
 
 def times(entries: list[LogEntry]) -> list[int]:
@@ -340,7 +338,7 @@ def test_follow_with_tail_zero_sends_only_new_lines(tmp_path: Path) -> None:
     store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await stream_started()
+        await stream_started(peer)
         fill(store, [3])
         await peer.until_count(1)
         store.logger_closed(CID, "f1", lines=1)
@@ -390,7 +388,7 @@ def test_follow_since_filter_carries_into_live_entries(tmp_path: Path) -> None:
     store.logger_started(CID, "f1", {}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await stream_started()
+        await stream_started(peer)
         fill(store, [3, 50, 4])
         await peer.until_count(2)
         store.logger_closed(CID, "f1", lines=1)
@@ -404,7 +402,7 @@ def test_follow_on_a_container_that_has_not_logged_yet(tmp_path: Path) -> None:
     store.logger_started(CID, "f1", {"ContainerID": CID}, StoreOptions())
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await stream_started()
+        await stream_started(peer)
         fill(store, [7])
         await peer.until_count(1)
         store.logger_closed(CID, "f1", lines=1)
@@ -430,7 +428,7 @@ def test_follow_on_an_unknown_container(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
 
     async def live(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await stream_started()
+        await stream_started(peer)
         store.logger_started(CID, "f1", {}, StoreOptions())
         fill(store, [8])
         await peer.until_count(1)
@@ -445,7 +443,7 @@ def test_history_waits_for_a_draining_logger_to_store_its_last_lines(tmp_path: P
     fill(store, [1])
 
     async def drain(store: LocalStore, task: asyncio.Task[None], peer: Peer) -> None:
-        await stream_started()
+        await stream_started(peer)
         assert not task.done() and peer.entries == []  # nothing sent while the logger still drains
         fill(store, [2, 3])
         store.logger_closed(CID, "stopped", lines=3)

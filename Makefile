@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test plugin lint bench bench-smoke clean venv
+.PHONY: demo test reliability plugin lint bench bench-smoke clean venv
 
 # The virtualenv is (re)made when missing or when pyproject.toml changed.
 $(VENV)/.installed: pyproject.toml
@@ -17,6 +17,11 @@ venv: $(VENV)/.installed
 # Extra pytest arguments: make test PYTEST_ARGS='-k smoke -x'
 test: venv
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# The reliability suite in its full length (outages of minutes, loops of 10 minutes); `make test` runs the short one.
+# Its table of figures is printed at the end and written to build/reliability-figures.md.
+reliability: venv
+	ELP_RELIABILITY=full $(VPY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 # Build the plugin and enable it on the Docker engine that already runs (DOCKER_HOST or default socket).
 # make plugin PLUGIN_SETTINGS='data.source=/srv/logs LOG_LEVEL=debug' BASE_IMAGE=...

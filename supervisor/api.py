@@ -13,11 +13,12 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from localstore.paths import is_container_id
-from proto.messages import ReadRequest
+from proto.messages import MAX_CONTROL_MESSAGE, ReadRequest
 from supervisor.logopts import LogOptionError
 from supervisor.stats import ProcessSampler, collect, prometheus
 from supervisor.timeparse import parse_go_time
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("elp.supervisor")
 
 MAX_BODY = 1 << 20
+# The Info travels in one control message (a SOCK_SEQPACKET datagram, bounded by the socket buffer) to the local
+# store, and again with the log-opts to the shipper: half the message bound leaves room for both.
+MAX_INFO = MAX_CONTROL_MESSAGE // 2
 RELAY_CHUNK = 256 * 1024
 # How often an idle ReadLogs relay checks that dockerd is still there.
 RELAY_IDLE_CHECK = 1.0
@@ -89,6 +93,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is not JSON the plugin takes: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -108,12 +114,30 @@ async def start_logging(request: web.Request) -> web.Response:
     info = body.get("Info")
     if not isinstance(info, dict):
         return web.json_response({"Err": "StartLogging needs an Info object"})
+    file = body.get("File")
+    if isinstance(file, str) and "\x00" in file:
+        # os.path refuses it with a bare "embedded null byte"; say which field is wrong.
+        return web.json_response({"Err": "File must be the path of the log FIFO; it holds a NUL byte"})
+    problem = _info_problem(info)
+    if problem:
+        return web.json_response({"Err": problem})
     try:
-        _supervisor(request).start_logging(body.get("File"), info)  # type: ignore[arg-type]
+        _supervisor(request).start_logging(file, info)  # type: ignore[arg-type]
     except (LogOptionError, ValueError) as exc:
         log.warning("StartLogging refused for container %s: %s", str(info.get("ContainerID"))[:12], exc)
         return web.json_response({"Err": str(exc)})
     return web.json_response({})
+
+
+def _info_problem(info: dict[str, Any]) -> str:
+    """Why ``Info`` cannot be passed on to the children (the control messages carry it), or ""."""
+    try:
+        size = len(msgpack.packb(info, use_bin_type=True))
+    except (OverflowError, ValueError) as exc:
+        return f"Info holds a value the plugin cannot keep: {exc}"
+    if size > MAX_INFO:
+        return f"Info is {size} bytes encoded; the plugin takes at most {MAX_INFO}"
+    return ""
 
 
 async def stop_logging(request: web.Request) -> web.Response:

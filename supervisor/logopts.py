@@ -220,6 +220,8 @@ class LogOptions:
 
 def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
     """Validate Docker's ``Info.Config``; raise ``LogOptionError`` naming the first bad option."""
+    if config is not None and not isinstance(config, Mapping):
+        raise LogOptionError("Info.Config (the log-opts) must be an object of strings")
     raw = dict(config or {})
     unknown = sorted(k for k in raw if k not in OPTIONS_BY_NAME)
     if unknown:

@@ -9,6 +9,9 @@ from google.protobuf.message import DecodeError
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, FrameSplitter
 
+# Frames inside a salvaged body are salvaged in turn, this deep at most: only a crafted stream nests them.
+MAX_SALVAGE_DEPTH = 4
+
 
 @dataclass
 class ReaderCounters:
@@ -39,15 +42,23 @@ class FrameReader:
 
     def feed(self, chunk: bytes, out: bytearray) -> int:
         """Append the records of every complete frame in ``chunk`` to ``out``; return how many."""
+        n = self._store(self.splitter.feed(chunk), out)
+        self.counters.lines += n
+        self.counters.bytes += len(chunk)
+        return n
+
+    def _store(self, bodies: list[bytes], out: bytearray, depth: int = 0) -> int:
         pack = HEADER.pack
         from_string = LogEntry.FromString
         counters = self.counters
         n = 0
-        for body in self.splitter.feed(chunk):
+        for body in bodies:
             try:
                 entry = from_string(body)
             except DecodeError:
                 counters.undecodable_frames += 1
+                if depth < MAX_SALVAGE_DEPTH:
+                    n += self._salvage(body, out, depth + 1)
                 continue
             if entry.partial:
                 counters.partial_chunks += 1
@@ -61,8 +72,15 @@ class FrameReader:
             out += stored
             out += size
             n += 1
-        counters.lines += n
-        counters.bytes += len(chunk)
+        return n
+
+    def _salvage(self, body: bytes, out: bytearray, depth: int) -> int:
+        """Store the frames inside a body that does not decode: its length was wrong but believable (at most
+        MAX_FRAME), so it swallowed the frames that followed. They are found as after any corrupt length; only the
+        frame cut at the body's end is lost with it."""
+        inner = FrameSplitter(resyncing=True)
+        n = self._store(inner.feed(body), out, depth)
+        self.counters.undecodable_frames += inner.oversized_frames
         return n
 
     def finish(self) -> int:

@@ -21,6 +21,7 @@ from localstore.segments import (
     shift_chain,
 )
 from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, marker_record
+from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
 
@@ -39,6 +40,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
+    """dockerd's Info for info.json: its Config holds the log-opts, passwords and keys included, which only the
+    shipper needs (and keeps in its own 0600 files)."""
+    config = info.get("Config")
+    return {**info, "Config": redacted_config(config)} if isinstance(config, dict) else info
 
 
 MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
@@ -356,7 +364,7 @@ class LocalStore:
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
             tmp = clog.folder / (INFO_NAME + ".tmp")
-            tmp.write_text(json.dumps(info, sort_keys=True))
+            tmp.write_text(json.dumps(_without_secrets(info), sort_keys=True))
             os.replace(tmp, clog.folder / INFO_NAME)
         except OSError as exc:
             log.error("container %s: cannot write %s: %s", container_id[:12], clog.folder / INFO_NAME, exc)

@@ -21,10 +21,11 @@ from typing import Any
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, TransportError
+from elastic_transport import ConnectionTimeout, TlsError, TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from shipper.feed import PendingDoc
+from supervisor.logopts import without_credentials
 
 log = logging.getLogger("elp.shipper")
 
@@ -149,7 +150,7 @@ class BulkShipper:
             self._unreachable(f"HTTP {exc.meta.status} {_reason(exc)}")
             return batch
         except (TransportConnectionError, ConnectionTimeout, TransportError) as exc:
-            self._unreachable(type(exc).__name__ + ": " + _short(str(exc)))
+            self._unreachable(_transport_error(exc))
             return batch
         self._reachable()
         return self._results(batch, resp.body)
@@ -226,8 +227,19 @@ def _reason(exc: ApiError) -> str:
     return ""
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= 200 else text[:200] + "..."
+def _transport_error(exc: TransportError) -> str:
+    """What went wrong, for the log: elastic-transport's ``str()`` is only "TLS error" or "Connection error"; the
+    cause (e.g. "certificate verify failed: unable to get local issuer certificate") is in ``message``."""
+    detail = exc.message if isinstance(exc.message, str) and exc.message else str(exc)
+    text = f"{type(exc).__name__}: {_short(without_credentials(detail), 400)}"
+    if isinstance(exc, TlsError) and "CERTIFICATE_VERIFY_FAILED" in detail:
+        text += ("; the server's certificate is not trusted: give its CA in log-opt 'ssl.certificate_authorities' "
+                 "and connect by a name the certificate holds")
+    return text
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _now() -> str:

@@ -67,6 +67,7 @@ class ShipperProcess:
         self.agent_id = self._agent_id()
 
     async def run(self) -> ExitCode:
+        _quiet_client_logs()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
@@ -316,6 +317,7 @@ class ShipperProcess:
                 totals[name] = totals.get(name, 0) + value
             outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
                             "in_flight": bulk.in_flight, "last_error": bulk.last_error,
+                            "request_errors_total": bulk.counters["request_errors_total"],
                             "failed_by_reason": dict(bulk.failed_reasons)})
         counters: dict[str, Any] = {
             "queued": sum(len(b.queue) for b in self.outputs.values()),
@@ -337,6 +339,14 @@ class ShipperProcess:
             self.control.send(ChildStats("shipper", counters).encode(), socket.MSG_DONTWAIT)
         except (BlockingIOError, BrokenPipeError, ConnectionResetError):
             pass
+
+
+def _quiet_client_logs() -> None:
+    """elastic-transport logs every request (INFO) and every failed attempt of a node (WARNING), so an unreachable
+    output would fill the log at each retry; the shipper says once per change what is wrong with an output. The
+    client's lines stay at LOG_LEVEL=debug."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 
 
 def _version() -> str:

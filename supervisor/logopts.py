@@ -201,6 +201,19 @@ OPTIONS: tuple[Option, ...] = (
 )
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
 SECRET_OPTIONS = frozenset(opt.name for opt in OPTIONS if opt.secret)
+# The user-info part of every URL in a text (greedy to the token's last "@": a password may hold one unencoded).
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^\s,]*@")
+
+
+def without_credentials(text: str) -> str:
+    """``http://user:password@proxy:3128`` -> ``http://***@proxy:3128``, for every URL in ``text``."""
+    return _URL_CREDENTIALS.sub("***@", text)
+
+
+def redacted_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Log-opts as they may be written where secrets must not go: secret options masked, URL credentials cut."""
+    return {name: "***" if name in SECRET_OPTIONS else without_credentials(value) if isinstance(value, str) else value
+            for name, value in config.items()}
 
 
 @dataclass(frozen=True)
@@ -237,7 +250,7 @@ def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
         try:
             values[opt.name] = opt.parse(value)
         except ValueError as exc:
-            shown = "the value given" if opt.secret else repr(value[:200])
+            shown = "the value given" if opt.secret else repr(without_credentials(value[:200]))
             raise LogOptionError(f"log-opt {opt.name!r}: {shown} {exc}") from None
     _check_combinations(values, raw)
     return LogOptions(values)

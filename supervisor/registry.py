@@ -1,7 +1,8 @@
 """LoggerRegistry: the active loggers, persisted so that a restarted plugin re-attaches to their FIFOs.
 
 dockerd restarts a crashed plugin but never repeats StartLogging; what it started before is only known here.
-One small JSON file per logger under ``<data dir>/loggers/``, written atomically.
+One small JSON file per logger under ``<data dir>/loggers/``, written atomically, readable by its owner only (the
+log-opts in it may hold secrets).
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ class LoggerRegistry:
         return self.folder / (os.path.basename(fifo_path) + ".json")
 
     def save(self, record: LoggerRecord) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # 0600 in a 0700 folder: the Info's Config holds the log-opts, secrets included, and re-attaching after a
+        # restart needs them as given.
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._path(record.fifo_path)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"File": record.fifo_path, "Info": record.info}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump({"File": record.fifo_path, "Info": record.info}, file)
         os.replace(tmp, path)
 
     def remove(self, fifo_path: str) -> None:

@@ -160,6 +160,8 @@ def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
     tail = config.get("Tail", -1)
     if not isinstance(tail, int) or isinstance(tail, bool):
         raise BadRequest("Config.Tail must be an integer")
+    if not -(2**63) <= tail < 2**63:
+        raise BadRequest("Config.Tail is out of range (a 64-bit integer)")
     follow = config.get("Follow", False)
     if not isinstance(follow, bool):
         raise BadRequest("Config.Follow must be a boolean")

@@ -6,13 +6,14 @@ import calendar
 import datetime
 import re
 
+MAX_NANOS = 2**63 - 1
 _GO_TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)",
 )
 
 
 def parse_go_time(value: object) -> int:
-    """Unix nanoseconds; 0 for Go's zero time and anything at or before 1970 ("no bound")."""
+    """Unix nanoseconds; 0 for Go's zero time and anything at or before 1970 ("no bound"), at most MAX_NANOS."""
     if value is None or value == "":
         return 0
     if not isinstance(value, str):
@@ -35,4 +36,5 @@ def parse_go_time(value: object) -> int:
         seconds -= sign * (zone_hours * 3600 + zone_minutes * 60)
     nanos = int((m.group(7) or "").ljust(9, "0") or 0)
     total = seconds * 1_000_000_000 + nanos
-    return total if total > 0 else 0
+    # Nanoseconds in an int64 end in 2262; a later time (Go's reach to year 9999) is as good as "never".
+    return min(total, MAX_NANOS) if total > 0 else 0

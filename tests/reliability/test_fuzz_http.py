@@ -220,6 +220,8 @@ def bad_requests(sandbox: Sandbox) -> list[tuple[str, str, bytes, str]]:
         ("ReadLogs Config a list", read, json.dumps({"Info": make_info(cid), "Config": [1]}).encode(), "Config"),
         ("ReadLogs Tail a string", read,
          json.dumps({"Info": make_info(cid), "Config": {"Tail": "10"}}).encode(), "Tail"),
+        ("ReadLogs Tail beyond 64 bits", read,
+         json.dumps({"Info": make_info(cid), "Config": {"Tail": 2**70}}).encode(), "Tail"),
         ("ReadLogs Follow a string", read,
          json.dumps({"Info": make_info(cid), "Config": {"Follow": "yes"}}).encode(), "Follow"),
         ("ReadLogs Since a number", read,
@@ -272,6 +274,9 @@ def test_unknown_loggers_and_containers_are_harmless(sandbox: Sandbox) -> None:
     for file in (str(sandbox.plugin.fifo_dir / "never-started"), str(sandbox.outside_fifo), "../../x", 5, None):
         assert sandbox.plugin.client.call("/LogDriver.StopLogging", {"File": file}) == {"_status": 200}
     assert list(sandbox.plugin.client.read_logs(make_info(new_container_id()))) == []
+    # Go times reach year 9999, int64 nanoseconds only 2262: such a bound is "never", not an error.
+    far = "9999-12-31T23:59:59.999999999Z"
+    assert list(sandbox.plugin.client.read_logs(make_info(new_container_id()), since=far, until=far)) == []
     assert changed_paths(before, sandbox.snapshot()) == []
     assert_still_serving(sandbox)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.timeparse import parse_go_time
+from supervisor.timeparse import MAX_NANOS, parse_go_time
 
 NS = 1_000_000_000
 
@@ -111,3 +111,10 @@ def test_property_matches_datetime(moment: dt.datetime, nanos: int, digits: int,
     text = f"{local:%Y-%m-%dT%H:%M:%S}.{fraction}{sign}{hours:02d}:{minutes:02d}"
     expected = int(local.replace(microsecond=0).timestamp()) * NS + frac_ns
     assert parse_go_time(text) == max(expected, 0)
+
+
+@pytest.mark.parametrize("value", ["2262-04-11T23:47:16.854775808Z", "9999-12-31T23:59:59.999999999Z",
+                                   "9999-12-31T23:59:59-23:59"])
+def test_beyond_int64_nanoseconds_is_the_largest_bound(value: str) -> None:
+    """Go times reach year 9999; the ReadLogs request carries int64 nanoseconds, which end in 2262."""
+    assert parse_go_time(value) == MAX_NANOS == 2**63 - 1

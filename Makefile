@@ -36,12 +36,15 @@ lint: venv
 	$(VPY) -m ruff check .
 	$(VPY) -m mypy
 
-# Every bench/*.py module in turn (bench/docker_run.py starts its own private engine: needs root).
+# Every bench/*.py module in turn (bench/docker_run.py starts its own private engine: needs root), then one table of
+# every figure (bench/_table.py), also kept in build/bench-figures.md.
 bench: venv
-	@set -e; for f in bench/*.py; do \
+	@set -e; mkdir -p build; rm -f build/bench-figures.jsonl; \
+	for f in bench/*.py; do \
 		m=$$(basename $$f .py); case $$m in _*|__init__) continue;; esac; \
-		echo "== python -m bench.$$m"; $(VPY) -m bench.$$m; \
-	done
+		echo "== python -m bench.$$m"; ELP_BENCH_FIGURES=build/bench-figures.jsonl $(VPY) -m bench.$$m; \
+	done; \
+	echo "== all figures"; $(VPY) -m bench._table build/bench-figures.jsonl | tee build/bench-figures.md
 
 # CI runs every benchmark but the Docker one for a few seconds, so that none of them rots.
 bench-smoke: venv

@@ -25,6 +25,7 @@ from proto.framing import FrameSplitter, encode_frame
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._table import header, report  # noqa: E402
 from tests.conftest import start_plugin, wait_until  # noqa: E402
 from tests.dockerd_driver import FakeLogger  # noqa: E402
 
@@ -105,9 +106,9 @@ def main() -> None:
             ours.append(plugin_reader(work, stream, args.lines))
         b, o = statistics.median(bare), statistics.median(ours)
         print(f"P2 one reader, {args.lines} lines of {args.size} B, median of {args.repeat}")
-        print(f"  bare read+split+decode loop : {args.lines / b:>12,.0f} lines/s")
-        print(f"  plugin reader -> localstore : {args.lines / o:>12,.0f} lines/s")
-        print(f"  ratio (goal >= 0.5)         : {b / o:.2f}")
+        header()
+        report("P2", f"lines/s one reader -> local store ({args.size} B) / bare read+split+decode",
+               f"{args.lines / o:,.0f}", f"{args.lines / b:,.0f}", f"{b / o:.2f}", ">= 0.5")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

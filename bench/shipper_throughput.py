@@ -46,6 +46,7 @@ from supervisor.logopts import parse_log_options
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._table import header, report  # noqa: E402
 from tests.conftest import RunningPlugin, start_plugin, wait_until  # noqa: E402
 from tests.dockerd_driver import FakeLogger, make_info, new_container_id  # noqa: E402
 
@@ -194,10 +195,6 @@ def running_plugins(*bases: Path) -> Iterator[list[RunningPlugin]]:
 # ---------------------------------------------------------------------------------------------------- main
 
 
-def row(figure: str, ours: str, ref: str, ratio: str, goal: str) -> str:
-    return f"  {figure:<40} {ours:>16} {ref:>16} {ratio:>7}  {goal}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=200_000, help="documents in the throughput runs")
@@ -229,15 +226,16 @@ def main() -> None:
         b, o = statistics.median(bare), statistics.median(ours)
         print(f"shipper: {args.lines} lines of {args.size} B, median of {args.repeat}; latency at {args.rate} "
               f"lines/s for {args.seconds:g} s; {os.cpu_count()} CPUs")
-        print(row("figure", "ours", "reference", "ratio", "goal"))
-        print(row("P3 docs/s FIFO -> ES / helpers.bulk", f"{args.lines / o:,.0f}", f"{args.lines / b:,.0f}",
-                  f"{b / o:.2f}", ">= 1.5"))
+        header()
+        report("P3", "docs/s FIFO -> ES / helpers.bulk of built docs", f"{args.lines / o:,.0f}",
+               f"{args.lines / b:,.0f}", f"{b / o:.2f}", ">= 1.5")
         for flush, name in ((None, "default 1s"), ("200ms", "200ms")):
             r = lat[flush]
-            print(row(f"line->bulk p50 ms (flush {name})", f"{r['p50_ms']:.0f}", "-", "-", "-"))
-            print(row(f"line->bulk p99 ms (flush {name})", f"{r['p99_ms']:.0f}", "-", "-", "<= 1500 ms"))
-            print(row(f"line->bulk max ms (flush {name})", f"{r['max_ms']:.0f}", "-", "-",
-                      f"({r['n']} of {r['lines']} lines)"))
+            report("P5", f"line -> bulk accepted p50 ms, {args.rate} lines/s, flush {name}", f"{r['p50_ms']:.0f}")
+            report("P5", f"line -> bulk accepted p99 ms, {args.rate} lines/s, flush {name}", f"{r['p99_ms']:.0f}",
+                   goal="<= 1500 ms")
+            report("P5", f"line -> bulk accepted max ms, flush {name}", f"{r['max_ms']:.0f}",
+                   goal=f"({r['n']} of {r['lines']} lines)")
     finally:
         es.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import uvloop
 
+from bench._table import header, report
 from localstore.readlogs import ReadLogsStream
 from localstore.segments import record_boundary_after
 from localstore.store import LocalStore, StoreOptions
@@ -271,10 +272,6 @@ def tail_records(batch: bytes, n: int) -> bytes:
 # ---------------------------------------------------------------------------------------------------- main
 
 
-def row(figure: str, ours: str, ref: str, ratio: str, goal: str) -> str:
-    return f"  {figure:<38} {ours:>16} {ref:>16} {ratio:>7}  {goal}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=1024, help="MiB appended per run, and the size of the read store")
@@ -331,15 +328,15 @@ def main() -> None:
         mb = 1e6
         print(f"local store: {total / (1 << 20):,.0f} MiB in {len(plan)} batches of ~1 MiB, {lines:,} lines of "
               f"{args.size} B; median of {args.repeat} (tail: of {TAIL_RUNS}); {os.cpu_count()} CPUs")
-        print(row("figure", "ours", "reference", "ratio", "goal"))
-        print(row("append MB/s (10m x 5) / os.write+rot.", f"{total / a_ours / mb:,.0f}",
-                  f"{total / a_ref / mb:,.0f}", f"{a_ref / a_ours:.2f}", "-"))
-        print(row("  os.write, no rotation (info)", "-", f"{total / a_plain / mb:,.0f}", "-", "-"))
-        print(row(f"--tail {TAIL} ms, one {total / (1 << 20):,.0f} MiB file", f"{t_ours * 1e3:.2f}",
-                  f"{t_ref * 1e3:.2f}", f"{t_ref / t_ours:.2f}", "<= 50 ms"))
-        print(row("replay lines/s / read+split", f"{lines / r_ours:,.0f}", f"{lines / r_ref:,.0f}",
-                  f"{r_ref / r_ours:.2f}", ">= 0.5"))
-        print(row(f"--tail {TAIL} ms, 10m x 5 gz (info)", f"{t_gz * 1e3:.2f}", "-", "-", "-"))
+        header()
+        report("store", "append MB/s (10m x 5) / os.write with rotation", f"{total / a_ours / mb:,.0f}",
+               f"{total / a_ref / mb:,.0f}", f"{a_ref / a_ours:.2f}")
+        report("store", "  os.write, no rotation (info)", "-", f"{total / a_plain / mb:,.0f}")
+        report("P6", f"store --tail {TAIL} ms, one {total / (1 << 20):,.0f} MiB file / bare walk back",
+               f"{t_ours * 1e3:.2f}", f"{t_ref * 1e3:.2f}", f"{t_ours / t_ref:.2f}", "<= 50 ms")
+        report("P6", "store full replay lines/s / bare read+split", f"{lines / r_ours:,.0f}", f"{lines / r_ref:,.0f}",
+               f"{r_ref / r_ours:.2f}", ">= 0.5")
+        report("P6", f"store --tail {TAIL} ms, 10m x 5 gz (info)", f"{t_gz * 1e3:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._table import header, report  # noqa: E402
 from tests.conftest import RunningPlugin, start_plugin, wait_until  # noqa: E402
 from tests.dockerd_driver import FakeLogger, entry  # noqa: E402
 
@@ -75,6 +76,8 @@ def main() -> None:
             times = respawn_seconds(plugin, role, args.kills)
             print(f"  {role:10}: first {times[0] * 1000:7.0f} ms   all: "
                   + " ".join(f"{t * 1000:.0f}" for t in times) + " ms")
+            report("respawn", f"{role} SIGKILL -> replacement reports, ms / first start", f"{times[0] * 1000:.0f}",
+                   f"{first_start * 1000:.0f}", f"{times[0] / first_start:.2f}")
         for _ in range(args.containers - 1):
             lg = FakeLogger(plugin.client, plugin.fifo_dir)
             assert lg.start() == {"_status": 200}
@@ -96,6 +99,11 @@ def main() -> None:
         total = sum(uss) + stats["supervisor"]["uss_bytes"] + stats["localstore"]["uss_bytes"] \
             + stats["shipper"]["uss_bytes"]
         print(f"  all processes together (USS): {total / 2**20:.0f} MiB")
+        header()
+        report("P4", f"USS MiB per reader, {args.containers} containers (median)",
+               f"{statistics.median(uss) / 2**20:.2f}", goal="<= 6 MB")
+        report("P4", f"USS MiB all processes, {args.containers} containers", f"{total / 2**20:.0f}",
+               goal="1000 containers <= 8 GiB")
     finally:
         for lg in loggers:
             lg.stop()

@@ -1,0 +1,225 @@
+"""CPU of the whole plugin with many containers at a steady rate, beside one bare process reading the same FIFOs.
+
+P9: 100 quiet containers at 100 lines/s and at 10 lines/s each (goal: the plugin, all processes, <= 0.2 cores).
+Scaling: 1, 10 and 100 containers sharing one total rate, with 100-byte and 4 KiB lines, so the cost curve of
+"more containers, same volume" is visible.
+
+How: a feeder process writes LogEntry frames into every container's FIFO at its rate, one ``write()`` per line
+spread evenly over time, as dockerd's copier does for a container printing steadily. Ours: the real supervisor
+(LOG_LEVEL=info) with one logger per FIFO, storing locally and shipping to ``bench._counting_es`` (bulk every 1 s,
+the default). Reference: one bare Python process that registers every FIFO in epoll and on each wake reads, splits
+and decodes what is there (no store, no shipping): what a reader can never avoid, with the wake-ups shared.
+Both are measured the same way: user+system CPU seconds (psutil, every process of the tree) over a window that
+starts after a warm-up, divided by the window (cores) and by the lines the feeder wrote in it (CPU s per
+million lines).
+
+    python -m bench.many_containers [--window S] [--warmup S] [--only p9|scaling] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import selectors
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+
+import psutil
+
+from proto.entry_pb2 import LogEntry
+from proto.framing import FrameSplitter, encode_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._table import header, report  # noqa: E402
+from bench.shipper_throughput import CountingEs  # noqa: E402
+from tests.conftest import start_plugin  # noqa: E402
+from tests.dockerd_driver import FakeLogger  # noqa: E402
+
+FORK = multiprocessing.get_context("fork")
+
+
+@dataclass(frozen=True)
+class Load:
+    containers: int
+    rate: float  # lines/s per container
+    size: int  # bytes per line
+
+    def label(self) -> str:
+        return f"{self.containers} x {self.rate:g} lines/s x {self.size} B"
+
+
+@dataclass(frozen=True)
+class Cost:
+    cores: float
+    lines: int
+    seconds: float
+
+    @property
+    def per_million(self) -> float:
+        """CPU seconds per million lines."""
+        return self.cores * self.seconds / self.lines * 1e6 if self.lines else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------- feeder
+
+
+def feed(fds: list[int], load: Load, written: Synchronized[int], stop_at: float) -> None:
+    """Write lines round-robin over ``fds`` so that each gets ``load.rate`` lines/s, evenly spread."""
+    total_rate = load.rate * len(fds)
+    payload = b"x" * max(0, load.size - 9) + b"\n"
+    start, sent, turn = time.monotonic(), 0, 0
+    while (now := time.monotonic()) < stop_at:
+        due = int((now - start) * total_rate) - sent
+        for _ in range(due):
+            frame = encode_frame(LogEntry(source="stdout", time_nano=time.time_ns(), line=b"%08d " % sent + payload))
+            os.write(fds[turn], frame)
+            turn = (turn + 1) % len(fds)
+            sent += 1
+        written.value = sent
+        time.sleep(0.001)  # the feeder's own pacing tick, not a synchronisation
+
+
+@contextmanager
+def feeding(fds: list[int], load: Load, seconds: float) -> Iterator[Synchronized[int]]:
+    written: Synchronized[int] = FORK.Value("q", 0, lock=False)  # type: ignore[assignment]
+    proc = FORK.Process(target=feed, args=(fds, load, written, time.monotonic() + seconds), daemon=True)
+    proc.start()
+    try:
+        yield written
+    finally:
+        proc.join(seconds + 10)
+        if proc.is_alive():
+            proc.kill()
+
+
+# ---------------------------------------------------------------------------------------------------- measure
+
+
+def tree_cpu(root: psutil.Process) -> float:
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def measure(root_pid: int, fds: list[int], load: Load, warmup: float, window: float) -> Cost:
+    root = psutil.Process(root_pid)
+    with feeding(fds, load, warmup + window) as written:
+        time.sleep(warmup)
+        cpu0, lines0, t0 = tree_cpu(root), written.value, time.monotonic()
+        time.sleep(window)
+        cpu1, lines1, t1 = tree_cpu(root), written.value, time.monotonic()
+    return Cost((cpu1 - cpu0) / (t1 - t0), lines1 - lines0, t1 - t0)
+
+
+# ---------------------------------------------------------------------------------------------------- the two sides
+
+
+def bare_reader(paths: list[str]) -> None:
+    """The reference: one process, every FIFO in epoll; read, split and decode whatever is there."""
+    sel = selectors.DefaultSelector()
+    splitters = {}
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        sel.register(fd, selectors.EVENT_READ)
+        splitters[fd] = FrameSplitter()
+    while True:
+        for key, _ in sel.select():
+            for body in splitters[key.fd].feed(os.read(key.fd, 1 << 20)):
+                e = LogEntry.FromString(body)
+                _ = (e.source, e.time_nano, e.line, e.partial)
+
+
+def run_bare(work: Path, load: Load, warmup: float, window: float) -> Cost:
+    paths = []
+    for i in range(load.containers):
+        path = work / f"bare-{i}.fifo"
+        os.mkfifo(path)
+        paths.append(str(path))
+    fds = [os.open(p, os.O_RDWR) for p in paths]  # as dockerd holds them: the reader never sees EOF
+    reader = FORK.Process(target=bare_reader, args=(paths,), daemon=True)
+    reader.start()
+    try:
+        assert reader.pid is not None
+        return measure(reader.pid, fds, load, warmup, window)
+    finally:
+        reader.kill()
+        reader.join()
+        for fd in fds:
+            os.close(fd)
+        for p in paths:
+            os.unlink(p)
+
+
+def run_ours(work: Path, es: CountingEs, load: Load, warmup: float, window: float) -> Cost:
+    plugin = start_plugin(work / "p", env={"LOG_LEVEL": "info"})
+    loggers: list[FakeLogger] = []
+    try:
+        for i in range(load.containers):
+            lg = FakeLogger(plugin.client, plugin.fifo_dir, name=f"c{i}", config={"hosts": es.url})
+            reply = lg.start()
+            assert reply == {"_status": 200}, reply
+            loggers.append(lg)
+        return measure(plugin.proc.pid, [lg.fd for lg in loggers], load, warmup, window)
+    finally:
+        for lg in loggers:
+            lg.stop()
+        plugin.stop(30)
+        shutil.rmtree(work / "p", ignore_errors=True)
+
+
+def compare(key: str, work: Path, es: CountingEs, load: Load, warmup: float, window: float, goal: str) -> None:
+    bare = run_bare(work, load, warmup, window)
+    ours = run_ours(work, es, load, warmup, window)
+    achieved = ours.lines / ours.seconds / load.containers
+    report(key, f"{load.label()}: cores", f"{ours.cores:.3f}", f"{bare.cores:.3f}",
+           f"{ours.cores / bare.cores:.1f}" if bare.cores else "-", goal)
+    report(key, f"{load.label()}: CPU s per 1M lines", f"{ours.per_million:.1f}", f"{bare.per_million:.1f}",
+           "-", f"(fed {achieved:,.0f} lines/s per container)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--window", type=float, default=15.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds fed before measuring")
+    parser.add_argument("--only", choices=("p9", "scaling"))
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, only to show it still runs")
+    args = parser.parse_args()
+    p9 = [Load(100, 100, 100), Load(100, 10, 100)]
+    # The same total volume spread over 1, 10, 100 containers: 10k lines/s of 100 B, 2.5k lines/s of 4 KiB.
+    scaling = [Load(n, total / n, size) for size, total in ((100, 10_000), (4096, 2_500)) for n in (1, 10, 100)]
+    if args.smoke:
+        args.window, args.warmup, p9, scaling = 2.0, 1.0, [Load(10, 100, 100)], []
+    work = Path(tempfile.mkdtemp(prefix="elp-b-", dir="/tmp"))
+    es = CountingEs()
+    try:
+        print(f"plugin CPU (all processes) vs one bare epoll reader; window {args.window:g} s after "
+              f"{args.warmup:g} s warm-up; {os.cpu_count()} CPUs")
+        header()
+        if args.only in (None, "p9"):
+            for load in p9:
+                compare("P9", work, es, load, args.warmup, args.window, "<= 0.2 cores")
+        if args.only in (None, "scaling"):
+            for load in scaling:
+                compare("scaling", work, es, load, args.warmup, args.window, "-")
+    finally:
+        es.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -192,6 +192,21 @@ def _set_path(target: dict[str, Any], parts: list[str], value: str) -> None:
 # ---------------------------------------------------------------------------------------------------- index template
 
 
+def is_valid_index_name(name: str) -> bool:
+    """Elasticsearch's rules for an index name: lower case, none of \\/*?"<>| ,#:, no leading -_+, not . or ..,
+    at most 255 bytes."""
+    return (bool(name) and not set(name) & _INVALID_INDEX_CHARS and name[0] not in "-_+" and name not in {".", ".."}
+            and name == name.lower() and len(name.encode()) <= 255)
+
+
+def check_literal_index(option: str, name: str) -> None:
+    """Raise LogOptionError for an index option that is used as written (no format string), e.g. dead_letter_index:
+    Elasticsearch would refuse every document sent there."""
+    if not is_valid_index_name(name):
+        raise LogOptionError(f"log-opt {option!r}: {name[:200]!r} is not a valid index name "
+                             "(lower case, no \\/*?\"<>| ,#:, not starting with -, _ or +)")
+
+
 class IndexTemplateError(LogOptionError):
     """A bad ``index``/``pipeline`` format string, or a field it names that the container does not have."""
 
@@ -278,10 +293,8 @@ class IndexTemplate:
     def validate(self, meta: ContainerMeta) -> str:
         """Render for ``meta`` now; raise :class:`IndexTemplateError` naming a missing field or a bad result."""
         name = self.render(meta, 0)
-        if self.option == "index":
-            bad = sorted(set(name) & _INVALID_INDEX_CHARS)
-            if bad or not name or name[0] in "-_+" or name in {".", ".."}:
-                raise self._error(f"renders {name!r}, which is not a valid index name")
+        if self.option == "index" and not is_valid_index_name(name):
+            raise self._error(f"renders {name!r}, which is not a valid index name")
         return name
 
     def render(self, source: ContainerMeta | Mapping[str, Any], time_nano: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shipper.documents import DocumentBuilder, IndexTemplate, container_meta
+from shipper.documents import DocumentBuilder, IndexTemplate, check_literal_index, container_meta
 
 # (time_nano, source, message, truncated) -> (index, pipeline or None, document bytes)
 Encoder = Callable[[int, str, bytes, bool], tuple[str, str | None, bytes]]
@@ -41,3 +41,5 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
 def validate_documents(info: Mapping[str, Any], options: Mapping[str, Any]) -> None:
     """Raise LogOptionError (naming the option) for anything that would stop documents from being built."""
     build_encoder(info, options, "validation", "validation", "0")
+    if options.get("dead_letter_index") is not None:
+        check_literal_index("dead_letter_index", str(options["dead_letter_index"]))

@@ -16,6 +16,7 @@ import binascii
 import logging
 import os
 import ssl
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ log = logging.getLogger("elp.shipper")
 
 DEFAULT_PORT = 9200
 _PEM_MARK = "-----BEGIN "
+# A CA bundle is a few hundred KiB at most; the cap keeps a wrong path (a log file, a device) from filling memory.
+_MAX_PEM_FILE = 4 << 20
 _PROXY_EXTRA = "elp.proxy_url"
 _warned_insecure: set[OutputConfig] = set()
 
@@ -80,10 +83,15 @@ def output_config(options: Mapping[str, Any]) -> OutputConfig:
     if options.get("cloud_id"):
         cloud_name, hosts = _cloud_hosts(options["cloud_id"])
     else:
-        hosts = tuple(_normalise_host(h) for h in options.get("hosts") or ())
+        # Name the option the user wrote: 'endpoint' is copied into 'hosts' by the option parser.
+        host_option = "endpoint" if options.get("endpoint") else "hosts"
+        hosts = tuple(_normalise_host(h, host_option) for h in options.get("hosts") or ())
     if not hosts:
         raise OutputConfigError("log-opt 'hosts' (or 'cloud_id') is needed to ship to Elasticsearch")
     username, password = options.get("user"), options.get("password")
+    if username is not None and ":" in username:
+        # Basic auth joins user:password and splits at the first ":": such a user would log in as someone else.
+        raise OutputConfigError("log-opt 'user': must not contain ':'")
     if options.get("cloud_auth"):
         username, sep, password = str(options["cloud_auth"]).partition(":")
         if not sep or not username:
@@ -196,7 +204,7 @@ def ssl_context(config: OutputConfig) -> ssl.SSLContext:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _normalise_host(value: str) -> str:
+def _normalise_host(value: str, option: str = "hosts") -> str:
     """``host``, ``host:port`` or a URL -> ``scheme://host:port[/path]`` (http and port 9200 by default)."""
     text = value.strip()
     raw = text if "://" in text else f"http://{text}"
@@ -204,13 +212,13 @@ def _normalise_host(value: str) -> str:
         parts = urlsplit(raw)
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise OutputConfigError(f"log-opt 'hosts': {_redact_url(text)!r} has a bad port") from None
+        raise OutputConfigError(f"log-opt {option!r}: {_redact_url(text)!r} has a bad port") from None
     if parts.username is not None or parts.password is not None:
-        raise OutputConfigError("log-opt 'hosts': put credentials in 'user' and 'password', not in the URL")
+        raise OutputConfigError(f"log-opt {option!r}: put credentials in 'user' and 'password', not in the URL")
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise OutputConfigError(f"log-opt 'hosts': {text!r} is not host:port or an http(s) URL")
+        raise OutputConfigError(f"log-opt {option!r}: {text!r} is not host:port or an http(s) URL")
     if parts.query or parts.fragment:
-        raise OutputConfigError(f"log-opt 'hosts': {text!r} must not have a query or fragment")
+        raise OutputConfigError(f"log-opt {option!r}: {text!r} must not have a query or fragment")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return urlunsplit(SplitResult(parts.scheme, f"{host}:{port}", parts.path.rstrip("/"), "", ""))
 
@@ -256,12 +264,33 @@ def _ca_text(value: str | None) -> str | None:
         return None
     if _PEM_MARK in value:
         return value
+    option = "ssl.certificate_authorities"
     try:
-        with open(value, encoding="ascii", errors="replace") as file:
-            return file.read()
+        # O_NONBLOCK: opening a FIFO must not hang StartLogging (and with it the plugin's API).
+        fd = os.open(value, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
-        raise OutputConfigError(f"log-opt 'ssl.certificate_authorities': cannot read {value!r} "
-                                f"({exc.strerror or exc})") from None
+        raise OutputConfigError(f"log-opt {option!r}: cannot read {value!r} ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        # A device such as /dev/zero would be read for ever; a directory cannot be read at all.
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputConfigError(f"log-opt {option!r}: {value!r} is not a regular file")
+        if info.st_size > _MAX_PEM_FILE:
+            raise OutputConfigError(f"log-opt {option!r}: {value!r} is larger than {_MAX_PEM_FILE >> 20} MiB")
+        return _read_at_most(fd, _MAX_PEM_FILE).decode("ascii", errors="replace")
+    except OSError as exc:
+        raise OutputConfigError(f"log-opt {option!r}: cannot read {value!r} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := os.read(fd, limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _pem_or_path(option: str, value: str | None) -> str | None:

@@ -207,6 +207,9 @@ class LocalStoreProcess:
         if isinstance(msg, LoggerStarted) and is_container_id(msg.container_id):
             options = StoreOptions(msg.max_size, msg.max_file, msg.compress)
             self.store.logger_started(msg.container_id, msg.fifo, msg.info, options, msg.ships)
+        elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
+            # From the supervisor, for a logger that closed before it carried a line (no reader was forked).
+            self._closed(msg.container_id, msg.fifo, msg.lines)
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 

@@ -82,7 +82,8 @@ class Batch(Message):
 
 @dataclass(frozen=True, slots=True)
 class LoggerClosed(Message):
-    """reader -> local store. The logger's FIFO reached EOF; every batch of it was sent before this."""
+    """reader -> local store. The logger's FIFO reached EOF; every batch of it was sent before this. Also supervisor
+    -> local store (control path) for a logger whose writer left before any data, when no reader was forked."""
 
     KIND: ClassVar[str] = "logger_closed"
     container_id: str

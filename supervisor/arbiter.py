@@ -8,12 +8,16 @@ exit, then the local store, then SIGKILL whatever is left at the deadline.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import logging
 import os
+import select
 import signal
 import socket
 import stat
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,7 @@ from proto.messages import (
     MAX_CONTROL_MESSAGE,
     ChildStats,
     ExitCode,
+    LoggerClosed,
     LoggerStarted,
     Message,
     MessageError,
@@ -51,6 +56,8 @@ TICK = 1.0
 SEQ_SHIFT = 32
 READERS_DEADLINE = 2.5
 SERVICES_DEADLINE = 1.5
+# A logger whose FIFO stays silent after StopLogging (dockerd never opened its end) gets a reader after this.
+QUIET_STOP_GRACE = 2.0
 
 
 class StartError(ValueError):
@@ -81,6 +88,8 @@ class Logger:
     respawn_at: float | None = None
     seq_base: int = 0
     lines_lost: int = 0
+    # True while no reader was forked yet: the supervisor watches the FIFO and forks one on its first data.
+    watching: bool = False
 
     @property
     def fifo_name(self) -> str:
@@ -183,6 +192,7 @@ class Supervisor:
         await self._wait_children(list(self.by_pid.values()), 1.0)
         await runner.cleanup()
         for lg in self.loggers.values():
+            self._unwatch_fifo(lg)
             os.close(lg.fd)
         self.config.socket_path.unlink(missing_ok=True)
         log.info("stopped")
@@ -360,8 +370,9 @@ class Supervisor:
 
     # --- loggers -------------------------------------------------------------------------------------
 
-    def start_logging(self, fifo_path: str, info: dict[str, Any]) -> None:
-        """StartLogging: validate, open the FIFO, remember it, fork its reader."""
+    def start_logging(self, fifo_path: str, info: dict[str, Any], lazy: bool = True) -> None:
+        """StartLogging: validate, open the FIFO, remember it, and fork its reader when data comes (at once
+        when not ``lazy``)."""
         if self.stopping:
             raise StartError("the plugin is shutting down")
         container_id = info.get("ContainerID")
@@ -382,12 +393,53 @@ class Supervisor:
         self.send_to_localstore(_logger_started(lg))
         if options.ships:
             self.send_to(Role.SHIPPER, _ship_container(lg))
-        lg.child = self._spawn_reader(lg)
+        if lazy:
+            self._watch_fifo(lg)
+        else:
+            lg.child = self._spawn_reader(lg)
+
+    def _watch_fifo(self, lg: Logger) -> None:
+        """Fork the reader when the FIFO first has data, not at StartLogging: the temporary logger dockerd opens to
+        serve ``docker logs`` of a stopped container never carries a line, and its fork (a few ms of CPU on the
+        request's path) would be wasted. Nothing waits meanwhile: what the container writes stays in the pipe."""
+        lg.watching = True
+        asyncio.get_running_loop().add_reader(lg.fd, self._fifo_woke, lg)
+
+    def _unwatch_fifo(self, lg: Logger) -> None:
+        if lg.watching:
+            lg.watching = False
+            asyncio.get_running_loop().remove_reader(lg.fd)
+
+    def _fifo_woke(self, lg: Logger) -> None:
+        if not lg.watching:
+            return
+        self._unwatch_fifo(lg)
+        if self.stopping:
+            return
+        if _hung_up_empty(lg.fd):
+            self._close_silent(lg)
+        else:
+            lg.child = self._spawn_reader(lg)
+
+    def _close_silent(self, lg: Logger) -> None:
+        """The writer left without a line: close the logger as its reader would have, without forking one."""
+        self.send_to_localstore(LoggerClosed(lg.container_id, lg.fifo_name, 0, 0))
+        self._forget(lg)
+
+    def _wake_quiet_logger(self, lg: Logger) -> None:
+        if lg.watching and self.loggers.get(lg.fifo_path) is lg:
+            self._unwatch_fifo(lg)
+            if not self.stopping:
+                lg.child = self._spawn_reader(lg)
 
     def stop_logging(self, fifo_path: str) -> None:
         lg = self.loggers.get(fifo_path) if isinstance(fifo_path, str) else None
         if lg is not None:
             lg.stopping = True
+            if lg.watching:
+                # Normally its writer closes next and the hang-up ends it; if dockerd never opened the FIFO, no
+                # hang-up comes: a reader then finds EOF and closes it the usual way.
+                asyncio.get_running_loop().call_later(QUIET_STOP_GRACE, self._wake_quiet_logger, lg)
 
     def open_fifos(self, container_id: str) -> list[str]:
         return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id]
@@ -397,6 +449,7 @@ class Supervisor:
         return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id and lg.stopping]
 
     def _forget(self, lg: Logger) -> None:
+        self._unwatch_fifo(lg)
         del self.loggers[lg.fifo_path]
         os.close(lg.fd)
         self.registry.remove(lg.fifo_path)
@@ -426,7 +479,8 @@ class Supervisor:
         """Re-open the FIFOs of loggers a previous run had; forget those that are gone."""
         for record in self.registry.load():
             try:
-                self.start_logging(record.fifo_path, record.info)
+                # At once: a FIFO whose writer left while the plugin was down would never wake a watcher.
+                self.start_logging(record.fifo_path, record.info, lazy=False)
             except (StartError, ValueError) as exc:
                 log.info("not re-attaching %s: %s", os.path.basename(record.fifo_path), exc)
                 self.registry.remove(record.fifo_path)
@@ -442,6 +496,18 @@ def _logger_started(lg: Logger) -> LoggerStarted:
 
 def _ship_container(lg: Logger) -> ShipContainer:
     return ShipContainer(lg.container_id, lg.info, dict(lg.options.values))
+
+
+def _hung_up_empty(fd: int) -> bool:
+    """Every writer of the FIFO left and it holds no data (a silent logger's end)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    events = poller.poll(0)
+    if not events or not events[0][1] & select.POLLHUP:
+        return False
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0] == 0
 
 
 def _kill(pid: int, sig: int) -> None:

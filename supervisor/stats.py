@@ -65,7 +65,8 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
             "container_name": str(lg.info.get("ContainerName", "")).lstrip("/"),
             "fifo": lg.fifo_name,
             "pid": child.pid if child else None,
-            "state": ("stopping" if lg.stopping else "running") if child else "restarting",
+            "state": ("stopping" if lg.stopping else "running") if child else
+                     "idle" if lg.watching else "restarting",
             "restarts": lg.restarts,
             "lines_lost_in_crashes": lg.lines_lost,
             "lines_total": 0,

@@ -160,6 +160,44 @@ def test_stopped_container_read_through_temporary_logger(plugin: RunningPlugin) 
     wait_until(lambda: reader_gone(plugin, temp), message="the temporary reader to exit")
 
 
+def test_silent_logger_closes_without_a_reader(plugin: RunningPlugin) -> None:
+    lg = plugin.logger(name="stopped")
+    lg.start()
+    lg.write(entry(b"from the run"))
+    lg.stop()
+    wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
+    temp = FakeLogger(plugin.client, plugin.fifo_dir, container_id=lg.container_id, name="stopped")
+    assert temp.start() == {"_status": 200}
+    (idle,) = plugin.stats()["readers"]
+    assert idle["state"] == "idle" and idle["pid"] is None, "no reader before the FIFO has data"
+    got: list[bytes] = []
+    # A follower that counts the temporary logger as open ends only when the local store learns it closed.
+    follower = threading.Thread(target=lambda: got.extend(e.line for e in plugin.client.read_logs(
+        temp.info, follow=True, timeout=30)), daemon=True)
+    follower.start()
+    wait_until(lambda: plugin.stats()["localstore"]["read_streams"] == 1, message="the follower to attach")
+    temp.stop()
+    follower.join(10)
+    assert not follower.is_alive() and got == [b"from the run\n"]
+    wait_until(lambda: not plugin.stats()["readers"], message="the silent logger to be forgotten")
+    assert f"reader of {temp.container_id[:12]} done" in plugin.log_text()
+    assert plugin.log_text().count(f"reader of {temp.container_id[:12]} done") == 1, "only the first logger's"
+    assert not any((plugin.data_dir / "loggers").iterdir())
+
+
+def test_reader_forked_on_first_data_gets_every_line(plugin: RunningPlugin) -> None:
+    lg = plugin.logger()
+    lg.start()
+    assert plugin.stats()["readers"][0]["state"] == "idle"
+    # Far more than the pipe holds: the writer blocks until the reader forked on the first byte drains it.
+    lg.write(*(entry(b"line %06d" % i) for i in range(20000)))
+    wait_stored(plugin, 20000)
+    assert plugin.stats()["readers"][0]["state"] == "running"
+    lg.stop()
+    wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
+    assert [e.line for e in plugin.client.read_logs(lg.info)] == [b"line %06d\n" % i for i in range(20000)]
+
+
 def test_unknown_container_reads_empty(plugin: RunningPlugin) -> None:
     assert list(plugin.client.read_logs(make_info(new_container_id()))) == []
 
@@ -378,6 +416,7 @@ def test_docker_logs_right_after_exit_shows_every_line(plugin: RunningPlugin) ->
 def test_crash_loop_backs_off(plugin: RunningPlugin) -> None:
     lg = plugin.logger()
     lg.start()
+    lg.write(entry(b"wake"))  # the first reader is forked on the first data
     for _ in range(4):
         pid = wait_until(lambda: (r := plugin.stats()["readers"]) and r[0]["pid"], 20, message="a reader")
         os.kill(pid, signal.SIGKILL)

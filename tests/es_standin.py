@@ -489,6 +489,11 @@ class EsStandin:
             targets = self._resolve(target, must_exist=False)
             return [doc for t in targets for doc in t.docs.values()]
 
+    def count(self, target: str = "*") -> int:
+        """How many documents ``stored(target)`` holds, without copying them (cheap enough to poll)."""
+        with self._lock:
+            return sum(len(t.docs) for t in self._resolve(target, must_exist=False))
+
     def docs(self, target: str = "*") -> list[JsonObj]:
         """The ``_source`` of every stored document in ``target``, in write order per index."""
         return [doc.source for doc in self.stored(target)]

@@ -119,6 +119,7 @@ def test_bulk_create_into_a_data_stream_and_read_back(es: EsStandin, client: Ela
     assert es.data_streams() == [STREAM]
     assert all(BACKING_RE.match(d.backing_index) for d in es.stored(STREAM))
     assert es.docs(STREAM) == list(reversed(docs))
+    assert es.count(STREAM) == es.count() == 6 and es.count("no-such-index") == 0
     assert all(len(d.id) == 20 for d in es.stored(STREAM))  # generated like ES's auto ids
 
     assert client.indices.refresh(index=STREAM)["_shards"]["failed"] == 0

@@ -287,7 +287,10 @@ def changed_paths(before: Snapshot, after: Snapshot) -> list[str]:
 
 # --- random bodies ------------------------------------------------------------------------------------------
 
-JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+# Edges of the encoders behind the API (msgpack's 64 bits, int64 nanoseconds) besides hypothesis' own values.
+EDGE_VALUES = st.sampled_from([2**63 - 1, 2**63, 2**64, -(2**63) - 1, 2**70, 1e308, "9999-12-31T23:59:59Z",
+                               "0001-01-01T00:00:00Z", "2262-04-11T23:47:16.854775808Z", ""])
+JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) | EDGE_VALUES
 ANY_JSON = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4)
                         | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 

@@ -17,7 +17,7 @@ HEADER = ("figure", "ours", "reference", "ratio", "goal")
 
 
 def row(figure: str, ours: str, ref: str, ratio: str, goal: str) -> str:
-    return f"  {figure:<44} {ours:>14} {ref:>14} {ratio:>7}  {goal}"
+    return f"  {figure:<52} {ours:>12} {ref:>12} {ratio:>7}  {goal}"
 
 
 def header() -> None:

@@ -55,7 +55,7 @@ class Load:
     size: int  # bytes per line
 
     def label(self) -> str:
-        return f"{self.containers} x {self.rate:g} lines/s x {self.size} B"
+        return f"{self.containers} x {self.rate:g}/s x {self.size} B"
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def compare(key: str, work: Path, es: CountingEs, load: Load, warmup: float, win
     achieved = ours.lines / ours.seconds / load.containers
     report(key, f"{load.label()}: cores", f"{ours.cores:.3f}", f"{bare.cores:.3f}",
            f"{ours.cores / bare.cores:.1f}" if bare.cores else "-", goal)
-    report(key, f"{load.label()}: CPU s per 1M lines", f"{ours.per_million:.1f}", f"{bare.per_million:.1f}",
+    report(key, f"{load.label()}: CPU s/1M lines", f"{ours.per_million:.1f}", f"{bare.per_million:.1f}",
            "-", f"(fed {achieved:,.0f} lines/s per container)")
 
 

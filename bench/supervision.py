@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -86,8 +87,13 @@ def main() -> None:
             lg.write(*(entry(b"some log line %d" % i) for i in range(100)))
         wait_until(lambda: sum(r.get("lines_total", 0) for r in plugin.stats()["readers"]) >= 100 * args.containers,
                    120, message="every reader to report its lines")
-        stats = plugin.stats()
-        uss = [r["uss_bytes"] for r in stats["readers"] if "uss_bytes" in r]
+        # /stats reads USS within a time budget per call: ask until every reader has its figure.
+        def stats_with_uss() -> dict[str, Any] | None:
+            st = plugin.stats()
+            return st if all("uss_bytes" in r for r in st["readers"]) else None
+
+        stats = wait_until(stats_with_uss, 300, 0.2, "a USS figure for every reader")
+        uss = [r["uss_bytes"] for r in stats["readers"]]
         rss = [r["rss_bytes"] for r in stats["readers"] if "rss_bytes" in r]
         print(f"{args.containers} containers, each with its reader, after 100 lines each:")
         print(f"  USS per reader: median {statistics.median(uss) / 2**20:.2f} MiB, max {max(uss) / 2**20:.2f} MiB "

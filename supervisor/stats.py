@@ -17,11 +17,24 @@ if TYPE_CHECKING:
     from supervisor.arbiter import Supervisor
 
 
+# USS needs /proc/<pid>/smaps (milliseconds per process), and /stats is served by the loop that answers dockerd:
+# each call reads at most USS_BUDGET seconds of it and reuses a process's figure for USS_TTL seconds, so that
+# /stats with 1000 containers answers at once (the missing USS figures fill in over the next calls).
+USS_TTL = 30.0
+USS_BUDGET = 0.05
+
+
 class ProcessSampler:
     """One psutil.Process per pid, kept between calls: cpu_percent means something only between two samples."""
 
     def __init__(self) -> None:
         self.procs: dict[int, psutil.Process] = {}
+        self.uss: dict[int, tuple[float, float]] = {}  # pid -> (bytes, when sampled)
+        self.uss_until = 0.0
+
+    def begin(self) -> None:
+        """Start one collection: its USS reading budget starts now."""
+        self.uss_until = time.monotonic() + USS_BUDGET
 
     def sample(self, pid: int | None, uss: bool) -> dict[str, float]:
         if pid is None:
@@ -32,20 +45,30 @@ class ProcessSampler:
                 proc = self.procs[pid] = psutil.Process(pid)
             with proc.oneshot():
                 figures = {"rss_bytes": float(proc.memory_info().rss), "cpu_percent": proc.cpu_percent()}
-                if uss:
-                    figures["uss_bytes"] = float(proc.memory_full_info().uss)
+                if uss and (value := self._uss(proc)) is not None:
+                    figures["uss_bytes"] = value
                 return figures
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             self.procs.pop(pid, None)
+            self.uss.pop(pid, None)
             return {}
+
+    def _uss(self, proc: psutil.Process) -> float | None:
+        now = time.monotonic()
+        cached = self.uss.get(proc.pid)
+        if (cached is None or now - cached[1] >= USS_TTL) and now < self.uss_until:
+            cached = self.uss[proc.pid] = (float(proc.memory_full_info().uss), now)
+        return cached[0] if cached else None
 
     def prune(self, alive: set[int]) -> None:
         for pid in [p for p in self.procs if p not in alive]:
             del self.procs[pid]
+            self.uss.pop(pid, None)
 
 
 def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[str, Any]:
     """Every figure of the plugin (the JSON shape scripts rely on)."""
+    sampler.begin()
     now = time.monotonic()
     per_container_store = {}
     services: dict[str, dict[str, Any]] = {}

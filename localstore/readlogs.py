@@ -28,6 +28,7 @@ from proto.messages import ReadRequest
 log = logging.getLogger("elp.localstore")
 
 CHUNK = 1 << 20
+TAIL_BLOCK = 64 << 10
 MARKER_BYTE = b"\x2a"  # first byte of a batch marker's body: checked before the full test
 FOLLOW_POLL = 0.5
 # dockerd itself gives a stopping container's logger this long to drain (loggerCloseTimeout).
@@ -39,21 +40,30 @@ def tail_in(f: BinaryIO, end: int, tail: int) -> tuple[int, int]:
     """Walk back up to ``tail`` records (batch markers do not count) from ``end``; return (offset, records found)."""
     pos, found = end, 0
     block_start, block = end, b""
+    # Small blocks first: `--tail 100` needs a few KiB, and reading a whole CHUNK for it costs more than the rest.
+    block_size = TAIL_BLOCK
     while found < tail and pos >= 2 * HEADER_SIZE:
         if pos - HEADER_SIZE < block_start:
-            block_start = max(0, pos - CHUNK)
-            f.seek(block_start)
-            block = f.read(pos - block_start)
+            block_start, block, block_size = _block_before(f, pos, pos - block_size, block_size)
         (n,) = HEADER.unpack_from(block, pos - HEADER_SIZE - block_start)
         start = pos - n - 2 * HEADER_SIZE
         if n > MAX_FRAME or start < 0:
             log.warning("%s: corrupt record before offset %d; history starts after it", getattr(f, "name", "?"), pos)
             return pos, -1
+        if start < block_start:  # the record begins before the block: read back far enough to hold it whole
+            block_start, block, block_size = _block_before(f, pos, min(start, pos - block_size), block_size)
         if block[start + HEADER_SIZE - block_start : start + HEADER_SIZE - block_start + 1] != MARKER_BYTE or \
                 not is_marker(block[start + HEADER_SIZE - block_start : pos - HEADER_SIZE - block_start]):
             found += 1
         pos = start
     return pos, found
+
+
+def _block_before(f: BinaryIO, end: int, start: int, size: int) -> tuple[int, bytes, int]:
+    """The bytes of ``f`` in [start, end) (start clamped at 0), and the next, larger, block size."""
+    start = max(0, start)
+    f.seek(start)
+    return start, f.read(end - start), min(CHUNK, size * 4)
 
 
 def tail_start(path: Path, end: int, tail: int) -> int:

@@ -13,7 +13,7 @@ from localstore.paths import LOG_NAME, container_dir
 from localstore.readlogs import CHUNK, ReadLogsStream, tail_start
 from localstore.store import LocalStore, StoreOptions
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER_SIZE, FrameSplitter, encode_frame, encode_record
+from proto.framing import HEADER_SIZE, FrameSplitter, encode_frame, encode_record, marker_record
 from proto.messages import ReadRequest
 
 CID = "0123456789abcdef" * 4
@@ -100,6 +100,23 @@ def test_tail_on_a_file_bigger_than_one_read_block(tmp_path: Path) -> None:
     assert offs[-1] > CHUNK
     for tail in (1, 60, 64, 65, 66, 99, 100, 101):
         assert tail_start(path, offs[-1], tail) == offs[max(0, 100 - tail)], tail
+
+
+
+def test_tail_across_read_blocks_with_markers(tmp_path: Path) -> None:
+    """The walk back reads growing blocks; a batch marker cut by a block's start is read whole (read in part it
+    would count as a line), and markers never count."""
+    for shift in range(0, 60, 7):  # moves where the blocks' starts fall
+        path = tmp_path / f"mixed-{shift}"
+        data = bytearray(record(stored(0, b"s" * (1 + shift))))
+        starts = []  # offset of each real record after the first, in file order
+        for i in range(6000):
+            starts.append(len(data))
+            data += record(stored(i, bytes([65 + i % 26]) * (30 + i % 9)))
+            data += marker_record("fifo", i + 1)
+        path.write_bytes(bytes(data))
+        for tail in (1, 700, 1500, 2500, 4000, 6000):
+            assert tail_start(path, len(data), tail) == starts[6000 - tail], (shift, tail)
 
 
 # --- ReadLogsStream -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import re
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,11 @@ MUTATED_FRAMES = scale(100_000, 1_000_000)
 LOGGERS = 3
 WRITE_CHUNK = 64 * 1024
 # A write() on the FIFO that takes longer than this means the container was blocked: the reader stopped draining.
-WRITE_STALL_BOUND_S = 1.0
+# Generous because the machine is shared: a reader that is merely short of CPU also makes writes wait (a full run
+# at load average 10 on 2 cores saw 1.5 s; unloaded, 60-300 ms). A reader that stopped draining shows as the
+# give-up deadline instead of a hung test.
+WRITE_STALL_BOUND_S = 5.0
+WRITE_GIVE_UP_S = 30.0
 VALID_LINE = re.compile(rb"valid-(\d+)-(\d+)\n")
 # Lines that mutations start from: a flipped byte can never turn one into a numbered valid line.
 JUNK_SOURCE_LINE = b"zzzz-mutation-source-zzzz"
@@ -263,12 +268,25 @@ def write_all(plugin: RunningPlugin, fuzzed: list[FuzzedLogger]) -> float:
             piece = memoryview(target.stream)[offsets[i]: offsets[i] + WRITE_CHUNK]
             while piece:
                 began = time.monotonic()
-                written = os.write(target.logger.fd, piece)
+                written = write_waiting(target.logger.fd, piece)
                 longest = max(longest, time.monotonic() - began)
                 piece = piece[written:]
                 offsets[i] += written
         assert plugin.proc.poll() is None, "the supervisor died while being fuzzed"
     return longest
+
+
+def write_waiting(fd: int, data: memoryview) -> int:
+    """One write() as a blocking writer sees it, but giving up (failing) when the FIFO is not drained at all."""
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + WRITE_GIVE_UP_S
+    while True:
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            assert left > 0, f"the FIFO was not drained for {WRITE_GIVE_UP_S} s"
+            select.select([], [fd], [], left)
 
 
 def test_mutated_frames_through_the_plugin(plugin: RunningPlugin, figures: FigureTable) -> None:
@@ -314,8 +332,10 @@ def test_mutated_frames_through_the_plugin(plugin: RunningPlugin, figures: Figur
                 "all", len(in_metrics) == LOGGERS)
     figures.add("R4", "frames: valid lines recovered ÷ expected (read back with ReadLogs)",
                 f"{recovered} / {expected_valid}", "equal", recovered == expected_valid)
-    figures.add("R4", "frames: longest single write() on a FIFO", f"{longest_write * 1000:.1f} ms",
-                f"< {WRITE_STALL_BOUND_S * 1000:.0f} ms (never blocked)", longest_write < WRITE_STALL_BOUND_S)
+    load = os.getloadavg()[0]
+    figures.add("R4", "frames: longest single write() on a FIFO",
+                f"{longest_write * 1000:.1f} ms (load average {load:.1f} on {os.cpu_count()} CPUs)",
+                f"< {WRITE_STALL_BOUND_S:.0f} s (never blocked)", longest_write < WRITE_STALL_BOUND_S)
     figures.add("R4", "frames: supervisor and reader restarts", stats["supervisor"]["restarts"] + reader_restarts,
                 "0", stats["supervisor"]["restarts"] + reader_restarts == 0)
     assert plugin.proc.poll() is None

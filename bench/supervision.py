@@ -64,6 +64,8 @@ def main() -> None:
     t0 = time.perf_counter()
     plugin = start_plugin(work)
     first_start = time.perf_counter() - t0
+    # Each first write forks a reader; with 1000 containers the supervisor is busy forking for a while.
+    plugin.client.timeout = 120
     loggers: list[FakeLogger] = []
     try:
         print(f"first start of the plugin (bind + fork + first reports): {first_start * 1000:.0f} ms")

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 # USS needs /proc/<pid>/smaps (milliseconds per process), and /stats is served by the loop that answers dockerd:
-# each call reads at most USS_BUDGET seconds of it and reuses a process's figure for USS_TTL seconds, so that
-# /stats with 1000 containers answers at once (the missing USS figures fill in over the next calls).
-USS_TTL = 30.0
+# each call reads at most USS_BUDGET seconds of it, the processes never read first and then the oldest figures,
+# and shows the last figure of the others, so /stats with 1000 containers answers at once (the USS figures fill
+# in over the next calls and are refreshed in turn).
 USS_BUDGET = 0.05
 
 
@@ -29,14 +29,9 @@ class ProcessSampler:
 
     def __init__(self) -> None:
         self.procs: dict[int, psutil.Process] = {}
-        self.uss: dict[int, tuple[float, float]] = {}  # pid -> (bytes, when sampled)
-        self.uss_until = 0.0
+        self.uss: dict[int, tuple[float, float]] = {}  # pid -> (when sampled, bytes)
 
-    def begin(self) -> None:
-        """Start one collection: its USS reading budget starts now."""
-        self.uss_until = time.monotonic() + USS_BUDGET
-
-    def sample(self, pid: int | None, uss: bool) -> dict[str, float]:
+    def sample(self, pid: int | None) -> dict[str, float]:
         if pid is None:
             return {}
         proc = self.procs.get(pid)
@@ -44,31 +39,37 @@ class ProcessSampler:
             if proc is None:
                 proc = self.procs[pid] = psutil.Process(pid)
             with proc.oneshot():
-                figures = {"rss_bytes": float(proc.memory_info().rss), "cpu_percent": proc.cpu_percent()}
-                if uss and (value := self._uss(proc)) is not None:
-                    figures["uss_bytes"] = value
-                return figures
+                return {"rss_bytes": float(proc.memory_info().rss), "cpu_percent": proc.cpu_percent()}
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            self.procs.pop(pid, None)
-            self.uss.pop(pid, None)
+            self.forget(pid)
             return {}
 
-    def _uss(self, proc: psutil.Process) -> float | None:
-        now = time.monotonic()
-        cached = self.uss.get(proc.pid)
-        if (cached is None or now - cached[1] >= USS_TTL) and now < self.uss_until:
-            cached = self.uss[proc.pid] = (float(proc.memory_full_info().uss), now)
-        return cached[0] if cached else None
+    def add_uss(self, entries: list[dict[str, Any]]) -> None:
+        """Set ``uss_bytes`` in each entry (a dict with ``pid``) that has a figure, reading some within the budget."""
+        until = time.monotonic() + USS_BUDGET
+        known = [e["pid"] for e in entries if e.get("pid") in self.procs]
+        for n, pid in enumerate(sorted(known, key=lambda pid: self.uss.get(pid, (0.0, 0.0))[0])):
+            if n and time.monotonic() >= until:  # at least one per call: every process gets its turn
+                break
+            try:
+                self.uss[pid] = (time.monotonic(), float(self.procs[pid].memory_full_info().uss))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                self.forget(pid)
+        for entry in entries:
+            if entry.get("pid") in self.uss:
+                entry["uss_bytes"] = self.uss[entry["pid"]][1]
+
+    def forget(self, pid: int) -> None:
+        self.procs.pop(pid, None)
+        self.uss.pop(pid, None)
 
     def prune(self, alive: set[int]) -> None:
         for pid in [p for p in self.procs if p not in alive]:
-            del self.procs[pid]
-            self.uss.pop(pid, None)
+            self.forget(pid)
 
 
 def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[str, Any]:
     """Every figure of the plugin (the JSON shape scripts rely on)."""
-    sampler.begin()
     now = time.monotonic()
     per_container_store = {}
     services: dict[str, dict[str, Any]] = {}
@@ -78,7 +79,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         if role.value == "localstore":
             per_container_store = counters.pop("per_container", {})
         services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
-                                **counters, **sampler.sample(child.pid if child else None, uss)}
+                                **counters, **sampler.sample(child.pid if child else None)}
     shipping = services.get("shipper", {}).pop("per_container", {})
     readers = []
     for lg in sup.loggers.values():
@@ -96,7 +97,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
             "bytes_total": 0,
             **(child.counters if child else {}),
             "lines_per_s": round(child.rate("lines_total"), 1) if child else 0.0,
-            **sampler.sample(child.pid if child else None, uss),
+            **sampler.sample(child.pid if child else None),
         }
         if lg.container_id in per_container_store:
             reader["store"] = per_container_store[lg.container_id]
@@ -105,18 +106,17 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         readers.append(reader)
     sampler.prune({r["pid"] for r in readers if r["pid"]} | {s["pid"] for s in services.values() if s["pid"]}
                   | {os.getpid()})
-    return {
-        "supervisor": {
-            "pid": os.getpid(),
-            "uptime_s": round(now - sup.started_at, 3),
-            "protobuf": protobuf_backend(),
-            "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
-                                                                             sup.loggers.values()),
-            **sampler.sample(os.getpid(), uss),
-        },
-        **services,
-        "readers": readers,
+    supervisor = {
+        "pid": os.getpid(),
+        "uptime_s": round(now - sup.started_at, 3),
+        "protobuf": protobuf_backend(),
+        "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
+                                                                         sup.loggers.values()),
+        **sampler.sample(os.getpid()),
     }
+    if uss:
+        sampler.add_uss([supervisor, *services.values(), *readers])
+    return {"supervisor": supervisor, **services, "readers": readers}
 
 
 def prometheus(data: dict[str, Any]) -> bytes:

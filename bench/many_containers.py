@@ -1,14 +1,16 @@
 """CPU of the whole plugin with many containers at a steady rate, beside one bare process reading the same FIFOs.
 
-P9: 100 quiet containers at 100 lines/s and at 10 lines/s each (goal: the plugin, all processes, <= 0.2 cores).
+P9: 100 quiet containers at 100 lines/s and at 10 lines/s each (goal: the plugin, all processes, <= 0.2 cores),
+kept in the local store only, and also shipped (what shipping adds is per line, not per wake-up: see P3).
 Scaling: 1, 10 and 100 containers sharing one total rate, with 100-byte and 4 KiB lines, so the cost curve of
 "more containers, same volume" is visible.
 
 How: a feeder process writes LogEntry frames into every container's FIFO at its rate, one ``write()`` per line
 spread evenly over time, as dockerd's copier does for a container printing steadily. Ours: the real supervisor
-(LOG_LEVEL=info) with one logger per FIFO, storing locally and shipping to ``bench._counting_es`` (bulk every 1 s,
-the default). Reference: one bare Python process that registers every FIFO in epoll and on each wake reads, splits
-and decodes what is there (no store, no shipping): what a reader can never avoid, with the wake-ups shared.
+(LOG_LEVEL=info) with one logger per FIFO, storing locally and (unless "store only") shipping to
+``bench._counting_es`` (bulk every 1 s, the default). Reference: one bare Python process that registers every
+FIFO in epoll and on each wake reads, splits and decodes what is there (no store, no shipping): what a reader can
+never avoid, with the wake-ups shared.
 Both are measured the same way: user+system CPU seconds (psutil, every process of the tree) over a window that
 starts after a warm-up, divided by the window (cores) and by the lines the feeder wrote in it (CPU s per
 million lines).
@@ -53,9 +55,10 @@ class Load:
     containers: int
     rate: float  # lines/s per container
     size: int  # bytes per line
+    ships: bool = True  # to the counting Elasticsearch, or kept in the local store only
 
     def label(self) -> str:
-        return f"{self.containers} x {self.rate:g}/s x {self.size} B"
+        return f"{self.containers} x {self.rate:g}/s x {self.size} B{'' if self.ships else ', store only'}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ def run_ours(work: Path, es: CountingEs, load: Load, warmup: float, window: floa
     loggers: list[FakeLogger] = []
     try:
         for i in range(load.containers):
-            lg = FakeLogger(plugin.client, plugin.fifo_dir, name=f"c{i}", config={"hosts": es.url})
+            config = {"hosts": es.url} if load.ships else {}
+            lg = FakeLogger(plugin.client, plugin.fifo_dir, name=f"c{i}", config=config)
             reply = lg.start()
             assert reply == {"_status": 200}, reply
             loggers.append(lg)
@@ -199,7 +203,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("p9", "scaling"))
     parser.add_argument("--smoke", action="store_true", help="a few seconds, only to show it still runs")
     args = parser.parse_args()
-    p9 = [Load(100, 100, 100), Load(100, 10, 100)]
+    p9 = [Load(100, rate, 100, ships) for rate in (100, 10) for ships in (False, True)]
     # The same total volume spread over 1, 10, 100 containers: 10k lines/s of 100 B, 2.5k lines/s of 4 KiB.
     scaling = [Load(n, total / n, size) for size, total in ((100, 10_000), (4096, 2_500)) for n in (1, 10, 100)]
     if args.smoke:

@@ -134,6 +134,10 @@ class LocalStoreProcess:
 
     def _handle_shipping(self, identity: bytes, msg: Message) -> None:
         if isinstance(msg, Fetch) and is_container_id(msg.container_id):
+            # The supervisor sends LoggerStarted to us before it tells the shipper to ship, and the shipper fetches
+            # only after that: take what the control channel holds first, or a fetch overtaking the LoggerStarted
+            # finds a container without open loggers, gets "stopped", and the shipper forgets it for good.
+            self._on_control()
             self.fetches.handle(identity, msg)
         elif isinstance(msg, Ack) and is_container_id(msg.container_id):
             self.store.acked(msg.container_id, (msg.generation, msg.offset))
@@ -148,7 +152,8 @@ class LocalStoreProcess:
 
     def _handle_data(self, identity: bytes, msg: Message) -> None:
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
-            self.store.append_batch(msg.container_id, msg.fifo, msg.seq, msg.records, msg.count)
+            if not self.store.append_batch(msg.container_id, msg.fifo, msg.seq, msg.records, msg.count):
+                return
             reply = Stored(msg.fifo, msg.seq + msg.count, False)
         elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
             self._closed(msg.container_id, msg.fifo, msg.lines)
@@ -238,6 +243,8 @@ class LocalStoreProcess:
             now = time.monotonic()
             for clog in list(self.store.logs.values()):
                 self.store.destroy_if_due(clog, now)
+            for container_id in self.store.release_idle():
+                self.fetches.release(container_id)
             if time.monotonic() >= next_expiry:
                 self.store.expire(time.time())
                 next_expiry = time.monotonic() + EXPIRY_INTERVAL
@@ -267,6 +274,7 @@ class LocalStoreProcess:
                 "read_streams_total": c.read_streams_total,
                 "bad_messages_total": self.bad_messages,
                 "records_dropped_total": c.records_dropped_total,
+                "out_of_order_refused_total": c.out_of_order_refused_total,
                 "destroyed_total": c.destroyed_total,
                 "expired_total": c.expired_total,
                 "rotations_total": sum(clog.rotations for clog in self.store.logs.values()),

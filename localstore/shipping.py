@@ -139,6 +139,12 @@ class FetchServer:
         self.handles[clog.container_id] = (generation, f)
         return f
 
+    def release(self, container_id: str) -> None:
+        """The store forgot the container: close the file we were reading it from."""
+        cached = self.handles.pop(container_id, None)
+        if cached:
+            cached[1].close()
+
     def close(self) -> None:
         for task in self.waiting.values():
             task.cancel()

@@ -21,6 +21,7 @@ from localstore.segments import (
     shift_chain,
 )
 from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, marker_record
+from proto.messages import SEQ_SHIFT
 from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
@@ -202,10 +203,22 @@ class ContainerLog:
         self.notify()
 
     def _write(self, view: memoryview) -> None:
-        while view:
-            written = os.write(self.fd, view)
-            self.size += written
-            view = view[written:]
+        start = self.size
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                self.size += written
+                view = view[written:]
+        except OSError:
+            # Disk full part-way: take back what was written. Left there, the torn record would be read by ReadLogs
+            # and fetched by the shipper (clog.size covered it) until the next append cut it off.
+            if self.size != start:
+                try:
+                    os.ftruncate(self.fd, start)
+                    self.size = start
+                except OSError:
+                    pass  # the next open() cuts the torn record off
+            raise
 
     def rotate(self) -> None:
         opts = self.options
@@ -280,6 +293,7 @@ class StoreCounters:
     destroyed_total: int = 0
     destroyed_unshipped_total: int = 0
     duplicates_skipped_total: int = 0
+    out_of_order_refused_total: int = 0
     expired_total: int = 0
 
 
@@ -305,6 +319,7 @@ class LocalStore:
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
+        self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
 
     def get(self, container_id: str) -> ContainerLog:
         clog = self.logs.get(container_id)
@@ -338,17 +353,31 @@ class LocalStore:
         clog.bytes_total += len(records)
         clog.records_total += count
 
-    def append_batch(self, container_id: str, fifo: str, seq: int, records: bytes, count: int) -> None:
-        """Store a reader's batch once: a batch sent again (the store died before confirming it) is recognised
-        by its sequence number, from memory or, after a restart, from the last marker of its logger."""
+    def append_batch(self, container_id: str, fifo: str, seq: int, records: bytes, count: int) -> bool:
+        """Store a reader's batch once, and in order; False when it must not be confirmed (yet).
+
+        A batch sent again (the store died before confirming it) is recognised by its sequence number, from memory
+        or, after a restart, from the last marker of its logger. A batch that does not follow the last one stored
+        means an earlier batch was lost (it sat in a killed store's queue): it is refused and not confirmed, so the
+        reader, hearing nothing, sends everything it still holds again, the lost batch first. Confirming it would
+        confirm the lost one too (confirmations are cumulative). Two gaps are legitimate: a new reader incarnation
+        starts a fresh range, and a reader that had to drop its oldest batches resends from its oldest held one,
+        which is then the lowest batch refused since the gap.
+        """
         last = self.last_seq.get(fifo)
         if last is None:
             last = self.last_seq[fifo] = find_last_marker(self.get(container_id), fifo)
         if seq + count <= last:
             self.counters.duplicates_skipped_total += count
-            return
+            return True
+        if last and seq != last and seq % (1 << SEQ_SHIFT) and seq != self.refused_from.get(fifo):
+            self.refused_from[fifo] = min(seq, self.refused_from.get(fifo, seq))
+            self.counters.out_of_order_refused_total += 1
+            return False
+        self.refused_from.pop(fifo, None)
         self.append(container_id, marker_record(fifo, seq + count) + records, count)
         self.last_seq[fifo] = seq + count
+        return True
 
     def logger_started(self, container_id: str, fifo: str, info: dict[str, Any], options: StoreOptions,
                        ships: bool = False) -> None:
@@ -377,6 +406,7 @@ class LocalStore:
         """
         self.closed_fifos.add(fifo)
         self.last_seq.pop(fifo, None)
+        self.refused_from.pop(fifo, None)
         self.closed_changed.set()
         self.closed_changed = asyncio.Event()
         clog = self.logs.get(container_id)
@@ -408,6 +438,27 @@ class LocalStore:
             return
         clog.shipped = position
         self.destroy_if_due(clog, time.monotonic())
+
+    def release_idle(self) -> list[str]:
+        """Close and forget containers that need nothing more from us: no logger open, nothing left to ship or
+        compress, no deletion pending. Each would otherwise keep its file open and its entry for good, one per
+        container ever seen. Everything about one is on disk, so a later ReadLogs, Fetch or StartLogging simply
+        loads it again. Returns their ids."""
+        released = []
+        for container_id, clog in list(self.logs.items()):
+            behind = clog.ships and (clog.shipped or (0, 0)) < clog.end
+            if clog.open_fifos or clog.compressing or clog.destroy_pending_since is not None or behind:
+                continue
+            if clog.shipped != clog.shipped_saved:
+                try:
+                    clog.save_state()
+                except OSError:
+                    continue  # keep it (and its cursor) in memory; save_cursors logs the problem
+            clog.close()
+            del self.logs[container_id]
+            self.failing.pop(container_id, None)
+            released.append(container_id)
+        return released
 
     def save_cursors(self) -> None:
         """Persist shipping cursors that moved (called about once a second, and at shutdown)."""

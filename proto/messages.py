@@ -32,6 +32,9 @@ VERSION = 1
 MAX_CONTROL_MESSAGE = 256 * 1024
 # Upper bound for one data-path message (the reader cuts batches far below it).
 MAX_DATA_MESSAGE = 64 * 1024 * 1024
+# Each reader incarnation numbers its lines from a fresh multiple of 2**SEQ_SHIFT (``Batch.seq``), so the local store
+# tells a new incarnation's first batch from a batch that skipped over a lost one.
+SEQ_SHIFT = 32
 
 
 class MessageError(ValueError):

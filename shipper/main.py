@@ -224,6 +224,11 @@ class ShipperProcess:
     def _maybe_forget(self, feed: ContainerFeed) -> None:
         """A stopped container whose every line is in Elasticsearch needs no more shipping (nor its secrets)."""
         if feed.stopped and not feed.backlog and not feed.group:
+            if feed.acked is not None and feed.acked != feed.acked_sent:
+                # Its last documents finished in this loop turn and their acknowledgement is only scheduled: send it
+                # now, or the local store would hold the container as never fully shipped.
+                self._ack(feed, feed.acked)
+                feed.acked_sent = feed.acked
             self.feeds.pop(feed.container_id, None)
             self.feed_output.pop(feed.container_id, None)
             self.idle_until.pop(feed.container_id, None)

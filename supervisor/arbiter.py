@@ -30,6 +30,7 @@ from localstore.paths import is_container_id, localstore_endpoint
 from localstore.store import StoreSettings
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
+    SEQ_SHIFT,
     ChildStats,
     ExitCode,
     LoggerClosed,
@@ -53,7 +54,8 @@ from workers.main import ReaderProcess, ReaderSpec
 log = logging.getLogger("elp.supervisor")
 
 TICK = 1.0
-SEQ_SHIFT = 32
+SEQ_FLOOR_NAME = "seq-floor"
+SEQ_FLOOR_AHEAD = 64  # seconds' worth of reader sequence ranges reserved per write of the floor file
 READERS_DEADLINE = 2.5
 SERVICES_DEADLINE = 1.5
 # A logger whose FIFO stays silent after StopLogging (dockerd never opened its end) gets a reader after this.
@@ -107,6 +109,36 @@ class Service:
     respawn_at: float | None = 0.0
 
 
+class SequenceRanges:
+    """A fresh range of sequence numbers for every reader incarnation, also across plugin restarts: the local store
+    must never take a new reader's batches for re-sent ones of an earlier reader of the same FIFO.
+
+    Ranges start at the current second since the epoch in the high bits. That alone fails when a killed plugin is
+    back within the second its readers started in, so a floor is persisted ahead of the ranges handed out (one small
+    write per SEQ_FLOOR_AHEAD seconds): the next run starts above everything this one may have used.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.floor = int(path.read_text())
+        except (OSError, ValueError):
+            self.floor = 0
+        self.reserved = self.floor
+
+    def next_base(self, previous: int) -> int:
+        base = max(int(time.time()) << SEQ_SHIFT, previous + (1 << SEQ_SHIFT), self.floor)
+        if base >= self.reserved:
+            self.reserved = base + (SEQ_FLOOR_AHEAD << SEQ_SHIFT)
+            try:
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(str(self.reserved))
+                os.replace(tmp, self.path)
+            except OSError as exc:  # disk full: ranges still follow the clock, as before the floor existed
+                log.error("cannot save %s: %s", self.path, exc)
+        return base
+
+
 class Supervisor:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -118,6 +150,7 @@ class Supervisor:
         self.stopping = False
         self.started_at = time.monotonic()
         self.fifo_root = os.path.realpath(config.fifo_dir)
+        self.sequences = SequenceRanges(config.data_dir / SEQ_FLOOR_NAME)
 
     # --- life cycle ------------------------------------------------------------------------------------
 
@@ -267,9 +300,7 @@ class Supervisor:
     def _spawn_reader(self, lg: Logger) -> Child:
         endpoints = (localstore_endpoint(self.config.data_dir),)
 
-        # A fresh range of sequence numbers per reader incarnation, also across plugin restarts (seconds since the
-        # epoch in the high bits): the local store must never mistake new batches for re-sent old ones.
-        lg.seq_base = max(int(time.time()) << SEQ_SHIFT, lg.seq_base + (1 << SEQ_SHIFT))
+        lg.seq_base = self.sequences.next_base(lg.seq_base)
         seq_base = lg.seq_base
 
         def run_reader(control: socket.socket) -> ExitCode:

@@ -56,6 +56,10 @@ class ContainerFeed:
     group_start: Position | None = None
     group_time: int = 0
     group_source: str = ""
+    id_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.id_prefix = id_prefix(self.container_id)
     group_size: int = 0
 
     def on_records(self, msg: Records) -> list[PendingDoc]:
@@ -125,7 +129,7 @@ class ContainerFeed:
         index, pipeline, body = self.encode(time_nano, source, message, truncated)
         self.inflight[end] = False
         self.docs_total += 1
-        return PendingDoc(self.container_id, end, doc_id(self.container_id, start), index, body, pipeline)
+        return PendingDoc(self.container_id, end, doc_id(self.id_prefix, start), index, body, pipeline)
 
     def done(self, end: Position) -> Position | None:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
@@ -151,8 +155,13 @@ class ContainerFeed:
         return len(self.inflight)
 
 
-def doc_id(container_id: str, start: Position) -> str:
+def id_prefix(container_id: str) -> str:
+    """16 characters standing for the container in its documents' ``_id`` (96 bits of a hash of its id)."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(container_id.encode(), digest_size=12).digest()).decode()
+
+
+def doc_id(prefix: str, start: Position) -> str:
     """Deterministic ``_id`` of the document starting at ``start``: a retry or a replay after a restart sends the
-    same id, and ``create`` answers 409 instead of indexing the line twice."""
-    digest = hashlib.blake2b(f"{container_id}:{start[0]}:{start[1]}".encode(), digest_size=15).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+    same id, and ``create`` answers 409 instead of indexing the line twice. The container's hashed prefix, then the
+    position in hex: no hashing per document (it was a tenth of the shipper's time)."""
+    return f"{prefix}{start[0]:x}.{start[1]:x}"

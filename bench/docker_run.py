@@ -236,13 +236,15 @@ def _check_tail(env: dict[str, str], cid: str, driver: str, n: int = 1000) -> No
               f"stderr {logs.stderr[-300:]!r})", flush=True)
 
 
-def _wait_counted(es: CountingEs, n: int, since: float, env: dict[str, str], timeout: float = 120.0) -> float:
+def _wait_counted(es: CountingEs, n: int, since: float, env: dict[str, str], timeout: float = 90.0) -> float:
     """Seconds from ``since`` until the stand-in has counted ``n`` documents."""
     deadline = since + timeout
     while es.docs() < n:
         if time.perf_counter() > deadline:
-            print(_plugin_log_tail(env), file=sys.stderr)
-            sys.exit(f"the stand-in counted {es.docs()} of {n} documents {timeout:.0f}s after the exit")
+            # Reported, not fatal: the sections after this one still run.
+            print(f"  (ship: the stand-in counted only {es.docs()} of {n} documents {timeout:.0f}s after the exit; "
+                  f"the plugin's last messages:)\n{_plugin_log_tail(env, 15)}", flush=True)
+            return float("inf")
         time.sleep(0.005)  # a poll interval, not synchronisation: the clock stops at the first full count
     return time.perf_counter() - since
 

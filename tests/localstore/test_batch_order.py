@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from localstore.store import LocalStore
+from proto.framing import encode_frame
 from proto.messages import SEQ_SHIFT
 from tests.dockerd_driver import entry, new_container_id
 from workers.reader import FrameReader
@@ -15,14 +16,8 @@ FIFO = "f" * 64
 
 def records(first: int, count: int) -> bytes:
     out = bytearray()
-    FrameReader().feed(b"".join(_frame(b"line %d" % i) for i in range(first, first + count)), out)
+    FrameReader().feed(b"".join(encode_frame(entry(b"line %d" % i)) for i in range(first, first + count)), out)
     return bytes(out)
-
-
-def _frame(line: bytes) -> bytes:
-    from proto.framing import encode_frame
-
-    return encode_frame(entry(line))
 
 
 def stored_lines(store: LocalStore, container_id: str) -> int:

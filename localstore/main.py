@@ -43,6 +43,10 @@ RCVHWM = 64
 CLOSED_FIFO_TTL = 600.0
 DRAIN_QUIET_MS = 100
 EXPIRY_INTERVAL = 60.0
+# Shipping cursors are saved this often (and at exit). A cursor lost in a crash costs only a re-send of what
+# Elasticsearch already has, which the deterministic _id turns into 409s; a state.json write per container and
+# second was a tenth of a core with 100 containers.
+CURSOR_SAVE_INTERVAL = 5.0
 
 
 class LocalStoreProcess:
@@ -233,11 +237,13 @@ class LocalStoreProcess:
             sock.close()
 
     async def _report_stats(self) -> None:
-        next_expiry = 0.0
+        next_expiry = next_cursor_save = 0.0
         while True:
             self._send_stats()
             self._prune_closed()
-            self.store.save_cursors()
+            if time.monotonic() >= next_cursor_save:
+                self.store.save_cursors()
+                next_cursor_save = time.monotonic() + CURSOR_SAVE_INTERVAL
             self._on_data()  # backstops for a missed edge of ZeroMQ's edge-triggered FDs
             self._on_fetch()
             now = time.monotonic()

@@ -461,7 +461,7 @@ class LocalStore:
         return released
 
     def save_cursors(self) -> None:
-        """Persist shipping cursors that moved (called about once a second, and at shutdown)."""
+        """Persist shipping cursors that moved (called every few seconds, and at shutdown)."""
         for clog in self.logs.values():
             if clog.shipped != clog.shipped_saved:
                 try:

@@ -11,7 +11,8 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
 - the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
   free of threads), so it talks to its children here: ``ChildStats`` up (also the heartbeat), and
-  ``LoggerStarted`` and ``ReadRequest`` down to the local store, ``ShipContainer`` down to the shipper. A
+  ``LoggerStarted`` and ``ReadRequest`` down to the local store, ``ShipContainer`` down to the shipper,
+  ``Followers`` down to a reader. A
   ``ReadRequest`` carries a file descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream
   into it.
 
@@ -214,10 +215,21 @@ class Ack(Message):
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class Followers(Message):
+    """supervisor -> reader. How many ReadLogs (``docker logs``, with or without ``-f``) read the reader's container
+    now. When one starts, the reader sends what it holds at once, and while any runs it closes batches after a few
+    milliseconds (a follower sees lines at once); while none runs, it lets a quiet container's lines gather for up
+    to a second, so that 100 quiet containers cost few wake-ups."""
+
+    KIND: ClassVar[str] = "followers"
+    count: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, ReadRequest, ShipContainer, Fetch,
-                Records, Ack)
+                Records, Ack, Followers)
 }
 
 

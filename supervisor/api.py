@@ -35,6 +35,8 @@ MAX_INFO = MAX_CONTROL_MESSAGE // 2
 RELAY_CHUNK = 256 * 1024
 # How often an idle ReadLogs relay checks that dockerd is still there.
 RELAY_IDLE_CHECK = 1.0
+# How long a plain `docker logs` of a running container waits for its readers' open batches to be stored.
+READ_FLUSH_WAIT = 0.1
 
 SUPERVISOR_KEY = web.AppKey("supervisor", object)
 SAMPLER_KEY = web.AppKey("sampler", object)
@@ -177,6 +179,19 @@ def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
 async def read_logs(request: web.Request) -> web.StreamResponse:
     sup = _supervisor(request)
     read = _read_request(await _body(request), sup)
+    # A running container's readers hold up to a second of lines in open batches (see workers/main.py): told of
+    # the read, they send them at once; give that the moment it takes to be stored, so that `docker logs` shows
+    # everything written before it was asked (a follower would get those lines anyway, a moment later).
+    told = sup.follow(read.container_id, +1)
+    try:
+        if told and not read.follow:
+            await asyncio.sleep(READ_FLUSH_WAIT)
+        return await _serve_read(request, sup, read)
+    finally:
+        sup.follow(read.container_id, -1)
+
+
+async def _serve_read(request: web.Request, sup: Supervisor, read: ReadRequest) -> web.StreamResponse:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sent = sup.send_to_localstore(read, (theirs.fileno(),))

@@ -33,6 +33,7 @@ from proto.messages import (
     SEQ_SHIFT,
     ChildStats,
     ExitCode,
+    Followers,
     LoggerClosed,
     LoggerStarted,
     Message,
@@ -49,7 +50,7 @@ from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
 from supervisor.stats import protobuf_backend
-from workers.main import ReaderProcess, ReaderSpec
+from workers.main import QUIET_WAIT, ReaderProcess, ReaderSpec
 
 log = logging.getLogger("elp.supervisor")
 
@@ -151,6 +152,8 @@ class Supervisor:
         self.started_at = time.monotonic()
         self.fifo_root = os.path.realpath(config.fifo_dir)
         self.sequences = SequenceRanges(config.data_dir / SEQ_FLOOR_NAME)
+        # container id -> `docker logs -f` streams open on it (their readers batch for low latency meanwhile)
+        self.followers: dict[str, int] = {}
 
     # --- life cycle ------------------------------------------------------------------------------------
 
@@ -303,8 +306,12 @@ class Supervisor:
         lg.seq_base = self.sequences.next_base(lg.seq_base)
         seq_base = lg.seq_base
 
+        quiet_wait = min(QUIET_WAIT, lg.options["flush_interval"]) if lg.options.ships else QUIET_WAIT
+        followed = self.followers.get(lg.container_id, 0) > 0
+
         def run_reader(control: socket.socket) -> ExitCode:
-            spec = ReaderSpec(lg.container_id, lg.fifo_path, lg.fd, control, endpoints, seq_base=seq_base)
+            spec = ReaderSpec(lg.container_id, lg.fifo_path, lg.fd, control, endpoints, seq_base=seq_base,
+                              quiet_wait=quiet_wait, followed=followed)
             return ReaderProcess(spec).run()
 
         child = self._spawn(Role.READER, lg.fifo_path, run_reader, (lg.fd,))
@@ -471,6 +478,24 @@ class Supervisor:
                 # Normally its writer closes next and the hang-up ends it; if dockerd never opened the FIFO, no
                 # hang-up comes: a reader then finds EOF and closes it the usual way.
                 asyncio.get_running_loop().call_later(QUIET_STOP_GRACE, self._wake_quiet_logger, lg)
+
+    def follow(self, container_id: str, delta: int) -> int:
+        """A ReadLogs of the container started (+1) or ended (-1): tell its readers how many read; returns how many
+        readers were told (on +1 they send what they hold at once)."""
+        count = max(0, self.followers.get(container_id, 0) + delta)
+        if count:
+            self.followers[container_id] = count
+        else:
+            self.followers.pop(container_id, None)
+        message, told = Followers(count).encode(), 0
+        for lg in self.loggers.values():
+            if lg.container_id == container_id and lg.child is not None:
+                try:
+                    lg.child.control.send(message, socket.MSG_DONTWAIT)
+                    told += 1
+                except OSError:
+                    pass  # exiting, or busy: a respawned reader gets the count in its spec
+        return told
 
     def open_fifos(self, container_id: str) -> list[str]:
         return [lg.fifo_name for lg in self.loggers.values() if lg.container_id == container_id]

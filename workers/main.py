@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from proto.messages import MAX_CONTROL_MESSAGE, ChildStats, ExitCode, LoggerClosed
+from proto.messages import MAX_CONTROL_MESSAGE, ChildStats, ExitCode, Followers, LoggerClosed, MessageError, decode
 from workers.batcher import Batcher
 from workers.delivery import BatchSender
 from workers.reader import FrameReader
@@ -31,6 +31,13 @@ MIN_PAUSE = 0.005
 # is dropped and counted: a stalled consumer must never block the container.
 PENDING_MAX_BYTES = 64 << 20
 CLOSE_DEADLINE_MS = 5000
+# How long a batch stays open. Each batch costs a few wake-ups across the reader, the local store and the shipper,
+# whatever its size; so a batch of at least EARLY_BYTES leaves after FOLLOW_WAIT (a busy container's lines are
+# never held long), a smaller one gathers a quiet container's lines for up to QUIET_WAIT, and while a
+# `docker logs` reads the container every batch leaves after FOLLOW_WAIT.
+QUIET_WAIT = 1.0
+FOLLOW_WAIT = 0.05
+EARLY_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,10 @@ class ReaderSpec:
     fifo_fd: int
     control: socket.socket
     endpoints: tuple[str, ...]
-    max_wait: float = 0.05
-    # Sequence numbers start here: each incarnation of a logger's reader gets its own range (restarts << 40),
+    quiet_wait: float = QUIET_WAIT
+    follow_wait: float = FOLLOW_WAIT
+    followed: bool = False
+    # Sequence numbers start here: each incarnation of a logger's reader gets its own range (2**SEQ_SHIFT wide),
     # so the local store never takes a respawned reader's new batches for re-sent old ones.
     seq_base: int = 0
 
@@ -54,8 +63,9 @@ class ReaderProcess:
     def __init__(self, spec: ReaderSpec) -> None:
         self.spec = spec
         self.reader = FrameReader()
-        self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path), max_wait=spec.max_wait,
-                               next_seq=spec.seq_base)
+        self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path),
+                               max_wait=spec.follow_wait if spec.followed else spec.quiet_wait,
+                               short_wait=spec.follow_wait, min_bytes=EARLY_BYTES, next_seq=spec.seq_base)
         self.sender: BatchSender
         self.stopping = False
         self.eof = False
@@ -100,6 +110,8 @@ class ReaderProcess:
         fd = self.spec.fifo_fd
         poller = zmq.Poller()
         poller.register(wake_r, zmq.POLLIN)
+        control = self.spec.control
+        poller.register(control, zmq.POLLIN)
         sender = self.sender
         next_stats = time.monotonic()
         watching_fifo = False
@@ -128,6 +140,8 @@ class ReaderProcess:
             events = dict(poller.poll(max(0, int(timeout * 1000) + (1 if timeout > 0 else 0))))
             if wake_r in events:
                 _drain(wake_r)
+            if control.fileno() in events and not self._read_control():
+                poller.unregister(control)  # the supervisor is gone: the getppid check above ends the loop
             if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
                 self._read_available()
                 self._plan_next_read()
@@ -190,10 +204,35 @@ class ReaderProcess:
                 return
             self.busy = True
 
+    def _read_control(self) -> bool:
+        """Apply what the supervisor sent; False once its end is closed."""
+        while True:
+            try:
+                raw = self.spec.control.recv(MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not raw:
+                return False
+            try:
+                msg = decode(raw)
+            except MessageError as exc:
+                log.error("reader of %s: bad control message ignored: %s", self.spec.container_id[:12], exc)
+                continue
+            if isinstance(msg, Followers):
+                self.batcher.max_wait = self.spec.follow_wait if msg.count > 0 else self.spec.quiet_wait
+                if msg.count > 0:
+                    # Someone reads the logs now: what the FIFO and the open batch hold goes to the store at once.
+                    self.fifo_resume_at = 0.0
+                    self._read_available()
+                    self._queue_batch()
+
     def _plan_next_read(self) -> None:
         """Coalesce reads: while a batch is open, leave the FIFO alone for as long as the pipe can take what the
-        container writes meanwhile, so a quiet container costs one wake-up per batch instead of one per line,
-        and a busy one is never left blocked on a full pipe."""
+        container writes meanwhile (and no longer than the batch takes to be big enough to leave early), so a
+        quiet container costs one wake-up per batch instead of one per line, and a busy one is never left blocked
+        on a full pipe."""
         now = time.monotonic()
         interval = max(now - self.last_read_at, 0.001)
         rate = self.read_bytes / interval
@@ -202,7 +241,10 @@ class ReaderProcess:
         if self.busy or left is None:
             self.fifo_resume_at = 0.0
             return
-        pause = min(left, (self.pipe_size / 2) / rate) if rate > 0 else left
+        pause = left
+        if rate > 0:
+            # Not past the point where the pipe could fill, nor where the batch grows big enough to leave early.
+            pause = min(pause, (self.pipe_size / 2) / rate, self.batcher.missing_for_short_wait() / rate)
         self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
     def _log_corruption_once(self) -> None:
@@ -249,6 +291,7 @@ class ReaderProcess:
                 "resends_total": self.sender.resends,
                 "unconfirmed_bytes": self.sender.held_bytes,
                 "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
+                "batch_window_ms": round(self.batcher.max_wait * 1000),
             },
         ).encode()
         if len(stats) > MAX_CONTROL_MESSAGE:

@@ -101,3 +101,22 @@ def test_added_without_now_uses_monotonic_clock() -> None:
     assert before <= b.started_at <= after
     assert not b.due(after)
     assert b.due(after + 3600.0)
+
+
+def test_a_small_batch_waits_the_long_window_and_a_big_one_the_short() -> None:
+    b = Batcher(CID, FIFO, max_wait=1.0, short_wait=0.05, min_bytes=100)
+    b.records += b"x" * 99
+    b.added(1, now=10.0)
+    assert not b.due(10.5) and b.time_left(10.5) == 0.5 and b.missing_for_short_wait() == 1
+    assert b.due(11.0)
+    b.records += b"x"
+    b.added(1, now=10.5)
+    left = b.time_left(10.01)
+    assert b.due(10.05) and left is not None and abs(left - 0.04) < 1e-9
+
+
+def test_a_window_shorter_than_the_short_wait_wins() -> None:
+    b = Batcher(CID, FIFO, max_wait=0.01, short_wait=0.05, min_bytes=1)
+    b.records += b"xx"
+    b.added(1, now=0.0)
+    assert b.due(0.01)

@@ -3,8 +3,10 @@
 ZeroMQ forgets whatever sat in a dead peer's buffers, so delivery is explicit: every batch (and the final
 ``LoggerClosed``) stays here until a ``Stored`` acknowledgement covers it, and everything unacknowledged is sent
 again when acknowledgements stop coming (the local store died and was respawned). The store recognises batches it
-already wrote, so a resend never stores a line twice. Memory is bounded: beyond ``max_bytes`` the oldest batch is
-dropped and counted; the FIFO is never left unread because of a slow or dead store.
+already wrote, so a resend never stores a line twice. Memory is bounded by ``max_bytes``: beyond it, while the store
+keeps confirming (only slower than the container), the reader holds back (stops reading the FIFO, and the container
+waits, as it would for json-file on a slow disk: nothing is lost); once the store confirmed nothing for
+``STUCK_AFTER`` seconds, the oldest batch is dropped and counted, so a stuck store never blocks the container.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from proto.messages import MessageError, Stored, decode
 log = logging.getLogger("elp.reader")
 
 RESEND_AFTER = 2.0
+STUCK_AFTER = 5.0
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Outgoing:
     lines: int
     closing: bool = False
     sent_at: float = 0.0
+    queued_at: float = 0.0
 
 
 class BatchSender:
@@ -44,7 +48,8 @@ class BatchSender:
         self.dropped_lines = 0
         self.resends = 0
         self.closed_acked = False
-        self.last_ack = time.monotonic()
+        self.last_ack = time.monotonic()  # also moved by a resend (it restarts the resend clock)
+        self.last_progress = 0.0  # when the store last confirmed anything
 
     @property
     def wants_to_send(self) -> bool:
@@ -54,17 +59,28 @@ class BatchSender:
     def unconfirmed_lines(self) -> int:
         return sum(o.lines for o in self.pending) + sum(o.lines for o in self.unacked)
 
+    def holding_back(self, now: float) -> bool:
+        """Full, and the store is alive: stop reading until acknowledgements make room."""
+        return self.held_bytes >= self.max_bytes and not self.stuck(now)
+
+    def stuck(self, now: float) -> bool:
+        """The oldest batch has waited STUCK_AFTER seconds and the store confirmed nothing meanwhile."""
+        oldest = self.unacked[0] if self.unacked else self.pending[0] if self.pending else None
+        return oldest is not None and now - max(oldest.queued_at, self.last_progress) >= STUCK_AFTER
+
     def queue(self, message: bytes, seq_end: int, lines: int, closing: bool = False) -> None:
-        self.pending.append(Outgoing(message, seq_end, lines, closing))
+        self.pending.append(Outgoing(message, seq_end, lines, closing, queued_at=time.monotonic()))
         self.held_bytes += len(message)
-        while self.held_bytes > self.max_bytes and len(self.pending) + len(self.unacked) > 1:
+        while (self.held_bytes > self.max_bytes and len(self.pending) + len(self.unacked) > 1
+               and self.stuck(time.monotonic())):
             victim = self.unacked.popleft() if self.unacked else self.pending.popleft()
             self.held_bytes -= len(victim.message)
             self.dropped_batches += 1
             self.dropped_lines += victim.lines
             if self.dropped_batches == 1:
-                log.error("container %s: the local store is not confirming batches; dropping the oldest to keep "
-                          "the container running (lines_dropped_total in stats)", self.container_id[:12])
+                log.error("container %s: the local store confirmed nothing for %.0f s; dropping the oldest batches "
+                          "to keep the container running (lines_dropped_total in stats)", self.container_id[:12],
+                          STUCK_AFTER)
 
     def send(self) -> None:
         """Send what is pending, as far as ZeroMQ takes it now."""
@@ -94,7 +110,7 @@ class BatchSender:
                 self._acked(msg)
 
     def _acked(self, msg: Stored) -> None:
-        self.last_ack = time.monotonic()
+        self.last_ack = self.last_progress = time.monotonic()
         while self.unacked:
             first = self.unacked[0]
             if (not msg.closed) if first.closing else first.seq_end > msg.seq_end:

@@ -27,10 +27,13 @@ STATS_INTERVAL = 1.0
 BUSY_READ = 64 * 1024
 # Pausing reads for less than this saves nothing.
 MIN_PAUSE = 0.005
-# Bound for batches the local store has not confirmed yet (it is slow or restarting). Beyond it the oldest batch
-# is dropped and counted: a stalled consumer must never block the container.
+# Bound for batches the local store has not confirmed yet. Beyond it, while the store keeps confirming (it is only
+# slower than the container: a slow disk), the reader stops reading and the container waits, as with json-file on
+# a slow disk; once the store has confirmed nothing for a while (stuck), the oldest batch is dropped and counted
+# instead: a dead consumer must never block the container. See workers/delivery.py.
 PENDING_MAX_BYTES = 64 << 20
 CLOSE_DEADLINE_MS = 5000
+HOLD_BACK_CHECK = 0.1
 # How long a batch stays open. Each batch costs a few wake-ups across the reader, the local store and the shipper,
 # whatever its size; so a batch of at least EARLY_BYTES leaves after FOLLOW_WAIT (a busy container's lines are
 # never held long), a smaller one gathers a quiet container's lines for up to QUIET_WAIT, and while a
@@ -123,7 +126,8 @@ class ReaderProcess:
                 if os.getppid() != self.parent:
                     log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
                     self.stopping = True
-            want_fifo = now >= self.fifo_resume_at and not self.stopping
+            held_back = sender.holding_back(now)
+            want_fifo = now >= self.fifo_resume_at and not self.stopping and not held_back
             if want_fifo != watching_fifo:
                 if want_fifo:
                     poller.register(fd, zmq.POLLIN)
@@ -135,6 +139,8 @@ class ReaderProcess:
             timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
             if not want_fifo and not self.stopping:
                 timeout = min(timeout, self.fifo_resume_at - now)
+            if held_back:
+                timeout = min(timeout, HOLD_BACK_CHECK)  # acknowledgements wake us; this only bounds the wait
             if self.stopping:
                 timeout = 0
             events = dict(poller.poll(max(0, int(timeout * 1000) + (1 if timeout > 0 else 0))))
@@ -200,6 +206,8 @@ class ReaderProcess:
             self._log_corruption_once()
             if len(batcher.records) >= batcher.max_bytes:
                 self._queue_batch()
+                self.busy = True
+                return  # send it, and take acknowledgements, before reading on
             if len(chunk) < BUSY_READ:
                 return
             self.busy = True

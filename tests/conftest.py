@@ -119,3 +119,19 @@ def plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
                 os.killpg(running.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A base folder whose ``data`` is a 2 MiB tmpfs."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    base = Path(tempfile.mkdtemp(prefix="elp-", dir="/tmp"))
+    data = base / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)], check=True)
+    try:
+        yield base
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
+        subprocess.run(["rm", "-rf", str(base)], check=False)

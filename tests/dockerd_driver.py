@@ -12,7 +12,9 @@ import json
 import os
 import secrets
 import struct
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,39 @@ class FakeLogger:
             os.close(self.fd)
             self.fd = -1
         self.path.unlink(missing_ok=True)
+
+
+def numbered(i: int) -> bytes:
+    return b"line %07d" % i
+
+
+@dataclass
+class PacedWriter:
+    """A container writing ``line(i)`` for i = 0, 1, ... at ``rate`` lines/s, ``chunk`` lines a write, in a thread
+    until ``finish()``; ``written`` counts what went into the FIFO."""
+
+    logger: FakeLogger
+    rate: float
+    line: Callable[[int], bytes] = numbered
+    chunk: int = 20
+    written: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        while not self.stop.is_set():
+            self.logger.write(*(entry(self.line(i)) for i in range(self.written, self.written + self.chunk)))
+            self.written += self.chunk
+            # Pacing the load, not synchronisation: the next chunk is due when the rate says so.
+            self.stop.wait(max(0.0, began + self.written / self.rate - time.monotonic()))
+
+    def finish(self) -> None:
+        self.stop.set()
+        assert self.thread is not None
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "a writer blocked: the FIFO was not drained"

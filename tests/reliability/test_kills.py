@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import psutil
 import pytest
 
 from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from tests.dockerd_driver import FakeLogger, PacedWriter
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 
@@ -46,35 +45,14 @@ READER_HOLD_BOUND = RATE
 
 
 @dataclass
-class Writer:
+class Writer(PacedWriter):
     """One container writing ``c<n> seq <i>`` lines at RATE lines/s until stopped."""
 
-    number: int
-    logger: FakeLogger
-    written: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
+    number: int = 0
 
-    def line(self, i: int) -> bytes:
-        return b"c%d seq %07d" % (self.number, i)
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        began = time.monotonic()
-        while not self.stop.is_set():
-            self.logger.write(*(entry(self.line(i)) for i in range(self.written, self.written + CHUNK)))
-            self.written += CHUNK
-            # Pace the load (not synchronisation): the next chunk is due when the rate says so.
-            self.stop.wait(max(0.0, began + self.written / RATE - time.monotonic()))
-
-    def finish(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "a writer blocked: the FIFO was not drained"
+def load_writer(number: int, logger: FakeLogger) -> Writer:
+    return Writer(logger, RATE, lambda i: b"c%d seq %07d" % (number, i), CHUNK, number=number)
 
 
 @dataclass
@@ -110,7 +88,7 @@ def rig(short_tmp: Path) -> Iterator[Rig]:
     with EsStandin() as es:
         plugin = start_plugin(short_tmp)
         config = {"hosts": es.url, "flush_interval": "100ms"}
-        writers = [Writer(n, plugin.logger(config=config, name=f"load-{n}")) for n in range(CONTAINERS)]
+        writers = [load_writer(n, plugin.logger(config=config, name=f"load-{n}")) for n in range(CONTAINERS)]
         made = Rig(short_tmp, es, plugin, writers)
         try:
             for w in writers:

@@ -4,20 +4,16 @@ and every process of the plugin comes back to its baseline (descriptors, sockets
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from tests.dockerd_driver import PacedWriter, entry
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 
@@ -38,48 +34,8 @@ def stop_plugin(plugin: RunningPlugin) -> None:
 # --- data dir full, then freed ------------------------------------------------------------------------------
 
 
-@dataclass
-class PacedWriter:
-    """A container writing numbered, padded lines at a steady rate until stopped."""
-
-    logger: FakeLogger
-    rate: int = 400
-    written: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        began = time.monotonic()
-        while not self.stop.is_set():
-            self.logger.write(*(entry(b"line %07d " % i + b"x" * 200) for i in range(self.written, self.written + 20)))
-            self.written += 20
-            self.stop.wait(max(0.0, began + self.written / self.rate - time.monotonic()))  # pacing the load
-
-    def finish(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the writer blocked: the FIFO was not drained"
-
-
-@pytest.fixture
-def small_disk() -> Iterator[Path]:
-    """A base folder whose ``data`` is a 2 MiB tmpfs."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    base = Path(tempfile.mkdtemp(prefix="elp-", dir="/tmp"))
-    data = base / "data"
-    data.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)], check=True)
-    try:
-        yield base
-    finally:
-        subprocess.run(["umount", "-l", str(data)], check=False)
-        subprocess.run(["rm", "-rf", str(base)], check=False)
+def padded(i: int) -> bytes:
+    return b"line %07d " % i + b"x" * 200
 
 
 def fill(path: Path) -> None:
@@ -104,7 +60,7 @@ def test_data_dir_full_then_freed(small_disk: Path, figures: FigureTable) -> Non
 def check_disk_full_then_freed(plugin: RunningPlugin, data: Path, es: EsStandin, figures: FigureTable) -> None:
     lg = plugin.logger(config={"hosts": es.url, "flush_interval": "100ms", "max-size": "100m"})
     assert not lg.start().get("Err")
-    writer = PacedWriter(lg)
+    writer = PacedWriter(lg, 400, padded)
     writer.start()
 
     def localstore() -> dict[str, int]:

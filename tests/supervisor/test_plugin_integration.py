@@ -421,30 +421,3 @@ def test_crash_loop_backs_off(plugin: RunningPlugin) -> None:
     delays = [float(d) for d in re.findall(r"restart \d+ in ([\d.]+)s", plugin.log_text())]
     assert delays == [0.0, 0.5, 1.0, 2.0], "the first restart is immediate, then the delay doubles"
     lg.stop()
-
-
-def test_disk_full_is_counted_and_writing_resumes(small_disk: Path) -> None:
-    from tests.conftest import start_plugin
-
-    data = small_disk / "data"
-    plugin = start_plugin(small_disk)
-    try:
-        lg = plugin.logger(config={"max-size": "100m"})
-        lg.start()
-        filler = data / "filler"
-        with open(filler, "wb") as f:  # leave almost no room
-            try:
-                f.write(b"\0" * (2 << 20))
-            except OSError:
-                pass
-        lg.write(*(entry(b"lost to a full disk %d" % i + b"x" * 500) for i in range(2000)))
-        wait_until(lambda: plugin.stats()["localstore"]["records_dropped_total"] > 0, message="drops counted")
-        assert plugin.log_text().count("cannot write") == 1, "logged once, not in a loop"
-        filler.unlink()
-        lg.write(entry(b"after the disk was freed"))
-        wait_until(lambda: [e.line for e in plugin.client.read_logs(lg.info)][-1:] == [b"after the disk was freed\n"],
-                   message="writing to resume by itself")
-        assert "writing to" in plugin.log_text() and "again" in plugin.log_text()
-        lg.stop()
-    finally:
-        plugin.stop()

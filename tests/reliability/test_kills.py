@@ -158,8 +158,8 @@ class Tally:
     missing: dict[int, list[int]]  # per container, the line numbers absent from the store
 
     def per_kill(self) -> str:
-        return (f"store: {self.lost_store / KILLS:g} lost, {self.dup_store / KILLS:g} dup; "
-                f"ES: {self.lost_es / KILLS:g} lost, {self.dup_es / KILLS:g} dup "
+        return (f"per kill: store {self.lost_store / KILLS:.1f} lost, {self.dup_store / KILLS:.1f} dup; "
+                f"ES {self.lost_es / KILLS:.1f} lost, {self.dup_es / KILLS:.1f} dup "
                 f"(totals over {KILLS} kills: {self.lost_store}/{self.dup_store}, {self.lost_es}/{self.dup_es})")
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import psutil
 
+from bench._table import report as figure
 from bench.shipper_throughput import CountingEs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +100,7 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def report(title: str, samples: dict[str, list[float]]) -> None:
+def report(key: str, title: str, samples: dict[str, list[float]]) -> None:
     ours, ref = statistics.median(samples[OURS]), statistics.median(samples[JSON_FILE])
     ratio = ours / ref
     verdict = "ok" if ratio <= GOAL else f"ABOVE the {GOAL} goal"
@@ -109,6 +110,8 @@ def report(title: str, samples: dict[str, list[float]]) -> None:
         print(f"  {driver:24s} median {statistics.median(values) * 1000:9.1f} ms   "
               f"min {min(values) * 1000:9.1f} ms   max {max(values) * 1000:9.1f} ms   (n={len(values)})")
     print(f"  ratio ours/json-file: {ratio:.3f}  ({verdict})", flush=True)
+    figure(key, f"{title}: median ms / json-file", f"{ours * 1000:.0f}", f"{ref * 1000:.0f}", f"{ratio:.3f}",
+           f"<= {GOAL}")
 
 
 def bench_start(env: dict[str, str], runs: int) -> None:
@@ -121,7 +124,7 @@ def bench_start(env: dict[str, str], runs: int) -> None:
         for driver in order:
             cmd = ["docker", "run", "--rm", "--log-driver", driver, IMAGE, "true"]
             samples[driver].append(timed(cmd, env))
-    report(f"docker run --rm {IMAGE} true", samples)
+    report("P7", f"docker run --rm {IMAGE} true", samples)
 
 
 def bench_lines(env: dict[str, str], lines: int, rounds: int) -> None:
@@ -146,7 +149,7 @@ def bench_lines(env: dict[str, str], lines: int, rounds: int) -> None:
                 print(f"  ({driver}: docker logs exit {logs.returncode}, {out.count(10)} lines, "
                       f"{len(out)} bytes{', stderr: ' + err if err else ''})", flush=True)
             run(["docker", "rm", "-f", cid], env)
-    report(f"container writing {lines} lines of 100 B (docker start + docker wait)", samples)
+    report("P1", f"container writing {lines} lines of 100 B (docker start + docker wait)", samples)
 
 
 def bench_tail(env: dict[str, str], lines: int, runs: int, full_runs: int) -> None:
@@ -187,6 +190,8 @@ def bench_tail(env: dict[str, str], lines: int, runs: int, full_runs: int) -> No
             median = statistics.median(samples[driver]) * 1000
             print(f"  {driver:24s} median {median:9.1f} ms   (n={len(samples[driver])})")
         print(f"  ratio ours/local: {ours / ref:.3f}  (goal <= 1.0)", flush=True)
+        figure("P6", f"{title.removeprefix('P6 ')}: median ms / local driver", f"{ours * 1000:.1f}",
+               f"{ref * 1000:.1f}", f"{ours / ref:.3f}", "<= 1.0")
     for cid in cids.values():
         run(["docker", "rm", "-f", cid], env)
 
@@ -229,6 +234,10 @@ def bench_ship(env: dict[str, str], workdir: Path, lines: int, rounds: int) -> N
     for driver in DRIVERS:
         print(f"  write rate with {driver:24s} median {statistics.median(rates[driver]):11,.0f} lines/s")
     print(f"  ratio of write rates ours/json-file: {ours_rate / ref_rate:.3f}", flush=True)
+    figure("P1b", f"{lines} lines: container exit -> all counted in ES, ms (median)", f"{delay * 1000:.0f}",
+           goal="<= 2000 ms at 200k lines/s")
+    figure("P1b", "same: container write rate, lines/s / json-file", f"{ours_rate:,.0f}", f"{ref_rate:,.0f}",
+           f"{ours_rate / ref_rate:.3f}")
 
 
 def _check_tail(env: dict[str, str], cid: str, driver: str, n: int = 1000) -> None:
@@ -297,6 +306,10 @@ def bench_latency(env: dict[str, str], rate: int, seconds: float) -> None:
     ours, ref = _pct(samples[OURS], 0.99), _pct(samples[JSON_FILE], 0.99)
     print(f"  ratio of p99 ours/json-file: {ours / ref:.3f}  (goal: ours p99 <= 100 ms: "
           f"{'met' if ours <= 100 else 'NOT met'})", flush=True)
+    figure("P5", f"line -> docker logs -f p50 ms, {rate} lines/s / json-file", f"{_pct(samples[OURS], 0.5):.1f}",
+           f"{_pct(samples[JSON_FILE], 0.5):.1f}")
+    figure("P5", f"line -> docker logs -f p99 ms, {rate} lines/s / json-file", f"{ours:.1f}", f"{ref:.1f}",
+           f"{ours / ref:.3f}", "<= 100 ms")
 
 
 def _pct(sorted_ns: list[int], p: float) -> float:
@@ -340,6 +353,10 @@ def bench_cpu(env: dict[str, str], workdir: Path, containers: int, rate: int, se
     total_ratio = (ours_plugin + ours_dockerd) / ref_dockerd
     print(f"  ratio (plugin + dockerd) / json-file dockerd:   {total_ratio:.3f}  "
           f"({'ok' if total_ratio <= 3 else 'ABOVE'} the 3x goal)", flush=True)
+    figure("P8", f"{containers} x {rate} lines/s: plugin CPU s/1M lines / json-file dockerd", f"{ours_plugin:.2f}",
+           f"{ref_dockerd:.2f}", f"{ours_plugin / ref_dockerd:.3f}")
+    figure("P8", "same: (plugin + dockerd) / json-file dockerd", f"{ours_plugin + ours_dockerd:.2f}",
+           f"{ref_dockerd:.2f}", f"{total_ratio:.3f}", "<= 3")
 
 
 def _plugin_root(env: dict[str, str]) -> psutil.Process:

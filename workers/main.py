@@ -40,7 +40,7 @@ HOLD_BACK_CHECK = 0.1
 # `docker logs` reads the container every batch leaves after FOLLOW_WAIT.
 QUIET_WAIT = 1.0
 FOLLOW_WAIT = 0.05
-EARLY_BYTES = 16 * 1024
+EARLY_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,9 @@ class ReaderProcess:
             if control.fileno() in events and not self._read_control():
                 poller.unregister(control)  # the supervisor is gone: the getppid check above ends the loop
             if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
+                was_empty = not self.batcher.count
                 self._read_available()
-                self._plan_next_read()
+                self._plan_next_read(opened=was_empty and self.batcher.count > 0)
             if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
                 self._queue_batch()
             sender.receive()
@@ -236,7 +237,7 @@ class ReaderProcess:
                     self._read_available()
                     self._queue_batch()
 
-    def _plan_next_read(self) -> None:
+    def _plan_next_read(self, opened: bool) -> None:
         """Coalesce reads: while a batch is open, leave the FIFO alone for as long as the pipe can take what the
         container writes meanwhile (and no longer than the batch takes to be big enough to leave early), so a
         quiet container costs one wake-up per batch instead of one per line, and a busy one is never left blocked
@@ -253,6 +254,10 @@ class ReaderProcess:
         if rate > 0:
             # Not past the point where the pipe could fill, nor where the batch grows big enough to leave early.
             pause = min(pause, (self.pipe_size / 2) / rate, self.batcher.missing_for_short_wait() / rate)
+        if opened:
+            # The first lines after a quiet spell say nothing of the rate to come (a burst may follow): look again
+            # soon, then pause by the rate measured over that moment.
+            pause = min(pause, self.spec.follow_wait)
         self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
     def _log_corruption_once(self) -> None:

@@ -143,28 +143,28 @@ def test_follow_with_tail_zero_only_new_lines(plugin: RunningPlugin) -> None:
     assert got == [b"new\n"]
 
 
-def test_stopped_container_read_through_temporary_logger(plugin: RunningPlugin) -> None:
+def temporary_logger_of_a_stopped_container(plugin: RunningPlugin) -> FakeLogger:
+    """A container that logged one line and stopped; then what dockerd does for `docker logs` on it: a fresh logger
+    (StartLogging) that never gets data."""
     lg = plugin.logger(name="stopped")
     lg.start()
     lg.write(entry(b"from the run"))
     lg.stop()
     wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
-    # docker logs on a stopped container: a fresh logger, StartLogging, ReadLogs, StopLogging, no data.
     temp = FakeLogger(plugin.client, plugin.fifo_dir, container_id=lg.container_id, name="stopped")
     assert temp.start() == {"_status": 200}
+    return temp
+
+
+def test_stopped_container_read_through_temporary_logger(plugin: RunningPlugin) -> None:
+    temp = temporary_logger_of_a_stopped_container(plugin)
     assert [e.line for e in plugin.client.read_logs(temp.info)] == [b"from the run\n"]
     temp.stop()
     wait_until(lambda: reader_gone(plugin, temp), message="the temporary reader to exit")
 
 
 def test_silent_logger_closes_without_a_reader(plugin: RunningPlugin) -> None:
-    lg = plugin.logger(name="stopped")
-    lg.start()
-    lg.write(entry(b"from the run"))
-    lg.stop()
-    wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
-    temp = FakeLogger(plugin.client, plugin.fifo_dir, container_id=lg.container_id, name="stopped")
-    assert temp.start() == {"_status": 200}
+    temp = temporary_logger_of_a_stopped_container(plugin)
     (idle,) = plugin.stats()["readers"]
     assert idle["state"] == "idle" and idle["pid"] is None, "no reader before the FIFO has data"
     got: list[bytes] = []

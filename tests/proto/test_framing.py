@@ -232,10 +232,11 @@ def test_random_bytes_never_raise_and_every_byte_is_accounted(chunks: list[bytes
     assert sum(map(len, got)) <= fed
     # Each byte fed is a header or body of a returned frame, discarded, or still pending.
     assert sum(len(b) + HEADER_SIZE for b in got) + splitter.discarded_bytes + splitter.pending == fed
+    pending = splitter.pending
     dropped = splitter.discard_pending()
+    assert dropped == pending  # what was dropped is exactly what was pending, no more, no less
     assert splitter.pending == 0
     assert sum(len(b) + HEADER_SIZE for b in got) + splitter.discarded_bytes == fed
-    assert dropped >= 0
 
 
 def test_discard_pending_reports_incomplete_frame() -> None:

@@ -79,9 +79,6 @@ class FetchServer:
         stopped = not clog.open_fifos and nxt >= clog.end
         if not records and not skipped and not stopped and not force:
             return False
-        if skipped:
-            log.error("container %s: %d rotated files were deleted before their lines reached Elasticsearch",
-                      clog.container_id[:12], skipped)
         reply = Records(clog.container_id, first[0], first[1], nxt[0], nxt[1], records, skipped, stopped)
         self.router.send_multipart([identity, reply.encode()], copy=False)
         self.recheck()

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
 from localstore.segments import (
+    chain,
     existing_rotated,
     gzip_copy,
     record_boundary_after,
@@ -385,8 +386,12 @@ class LocalStore:
         clog.open_fifos.add(fifo)
         clog.options = options
         clog.destroy_pending_since = None
-        if ships != clog.ships:
+        if ships != clog.ships or (ships and clog.shipped is None):
             clog.ships = ships
+            if ships and clog.shipped is None:
+                # Shipping starts at the oldest stored line, fixed now: files rotated away before the shipper's
+                # first fetch are then counted as lost, not skipped silently by a start that moves with the chain.
+                clog.shipped = (clog.generation - max((i for i, _ in chain(clog.folder)), default=0), 0)
             clog.folder.mkdir(parents=True, exist_ok=True)
             clog.save_state()
         self.closed_fifos.discard(fifo)

@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,12 @@ def test_split_line_is_one_document(plugin: RunningPlugin, es: EsStandin) -> Non
     lg = plugin.logger(config={"hosts": es.url})
     lg.start()
     long_line = b"y" * 40_000
-    lg.write(*split_line(long_line, time.time_ns()), entry(b"next"))
+    parts = split_line(long_line, time.time_ns())
+    lg.write(*parts, entry(b"next"))
     wait_docs(es, 2)
     assert sorted(messages(es), key=len) == ["next", long_line.decode()]
+    assert len(parts) == 3
+    wait_until(lambda: plugin.stats()["readers"][0].get("partial_chunks_total") == 3, message="3 partial chunks")
     lg.stop()
 
 
@@ -67,10 +71,23 @@ def test_outage_then_recovery_loses_and_duplicates_nothing(plugin: RunningPlugin
     es.down()
     lg.write(*(entry(b"during %d" % i) for i in range(2000)))  # the container is never blocked meanwhile
     wait_until(lambda: plugin.stats()["shipper"]["retried_total"] > 0, 20, message="the shipper to be retrying")
+
+    def held(stats: dict[str, Any]) -> bool:
+        """One report: a bulk being retried, documents waiting behind it, all of them this container's backlog."""
+        shipper, backlog = stats["shipper"], stats["readers"][0]["shipping"]["backlog_docs"]
+        return 0 < shipper["in_flight"] <= 1600 and backlog >= shipper["queued"] + shipper["in_flight"] > 1000
+
+    wait_until(lambda: held(plugin.stats()), 20, message="documents held in the shipper during the outage")
     es.up()
     wait_docs(es, 2100, timeout=60)
     counts = Counter(messages(es))
     assert len(counts) == 2100 and max(counts.values()) == 1
+
+    def drained(stats: dict[str, Any]) -> bool:
+        shipper = stats["shipper"]
+        return (shipper["queued"], shipper["in_flight"], stats["readers"][0]["shipping"]["backlog_docs"]) == (0, 0, 0)
+
+    wait_until(lambda: drained(plugin.stats()), message="nothing left queued, in flight or unacknowledged")
     lg.stop()
 
 
@@ -82,6 +99,8 @@ def test_per_item_429_is_retried_and_mapping_errors_are_counted(plugin: RunningP
     lg.write(entry(b"busy"), entry(b"bad"), entry(b"fine"))
     wait_until(lambda: sorted(messages(es)) == ["busy", "fine"], 20, message="busy and fine stored")
     wait_until(lambda: plugin.stats()["shipper"]["failed_total"] == 1, 10, message="the refused document counted")
+    (output,) = plugin.stats()["shipper"]["outputs"]
+    assert output["failed_by_reason"] == {"400 document_parsing_exception": 1}
     assert "document_parsing_exception" in plugin.log_text()
     lg.stop()
 
@@ -174,6 +193,7 @@ def test_finite_max_retries_drops_with_a_count(plugin: RunningPlugin, es: EsStan
     lg.start()
     lg.write(entry(b"always busy"), entry(b"ok"))
     wait_until(lambda: plugin.stats()["shipper"]["failed_total"] == 1, 20, message="the document given up on")
+    assert plugin.stats()["shipper"]["outputs"][0]["failed_by_reason"] == {"retries exhausted (max_retries)": 1}
     assert messages(es) == ["ok"]
     assert "retries exhausted" in plugin.log_text()
     lg.stop()

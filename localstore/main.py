@@ -283,7 +283,7 @@ class LocalStoreProcess:
                 "out_of_order_refused_total": c.out_of_order_refused_total,
                 "destroyed_total": c.destroyed_total,
                 "expired_total": c.expired_total,
-                "rotations_total": sum(clog.rotations for clog in self.store.logs.values()),
+                "rotations_total": self.store.rotations_total(),
                 "compressing": sum(clog.compressing for clog in self.store.logs.values()),
                 "disk_free_bytes": free,
                 "per_container": self.store.per_container(),

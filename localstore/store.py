@@ -296,6 +296,7 @@ class StoreCounters:
     duplicates_skipped_total: int = 0
     out_of_order_refused_total: int = 0
     expired_total: int = 0
+    rotations_forgotten: int = 0  # rotations of containers no longer in memory (rotations_total never goes down)
 
 
 @dataclass(frozen=True)
@@ -460,6 +461,7 @@ class LocalStore:
                 except OSError:
                     continue  # keep it (and its cursor) in memory; save_cursors logs the problem
             clog.close()
+            self.counters.rotations_forgotten += clog.rotations
             del self.logs[container_id]
             self.failing.pop(container_id, None)
             released.append(container_id)
@@ -479,6 +481,7 @@ class LocalStore:
         clog = self.logs.pop(container_id, None)
         if clog is not None:
             clog.close()
+            self.counters.rotations_forgotten += clog.rotations
         folder = container_dir(self.data_dir, container_id)
         try:
             shutil.rmtree(folder)
@@ -523,6 +526,9 @@ class LocalStore:
         if existing_rotated(folder, 0) is None and existing_rotated(folder, 1) is None:
             return None
         return self.get(container_id)
+
+    def rotations_total(self) -> int:
+        return self.counters.rotations_forgotten + sum(clog.rotations for clog in self.logs.values())
 
     def per_container(self) -> dict[str, dict[str, int]]:
         return {

@@ -383,8 +383,16 @@ def test_rotation_options_reach_the_store(plugin: RunningPlugin) -> None:
     assert lg.start() == {"_status": 200}
     for i in range(100):
         lg.write(entry(b"line %03d " % i + b"x" * 80))
+    wait_stored(plugin, 100)
+    # ~11 KB of records in 2 kB files: several rotations, counted by the store and for the container.
+    rotations = wait_until(lambda: (n := plugin.stats()["localstore"]["rotations_total"]) >= 4 and n, 10,
+                           message="the rotations counted")
+    assert plugin.stats()["readers"][0]["store"]["rotations_total"] == rotations
     lg.stop()
     wait_until(lambda: reader_gone(plugin, lg), message="the reader to exit")
+    # A stopped container is released from the store's memory; a total never goes down with it.
+    wait_until(lambda: plugin.stats()["localstore"]["containers"] == 0, message="the stopped container released")
+    assert plugin.stats()["localstore"]["rotations_total"] == rotations
     folder = plugin.data_dir / "containers" / lg.container_id
     wait_until(lambda: sorted(p.name for p in folder.glob("container.log*")) ==
                ["container.log", "container.log.1.gz", "container.log.2.gz"], message="rotated, compressed files")

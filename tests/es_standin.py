@@ -194,6 +194,7 @@ class RecordedRequest:
     raw_body: bytes  # as sent (possibly gzip-compressed)
     body: bytes  # decompressed
     status: int | None = None  # what was answered; None while pending or when the connection was reset
+    received: float = field(default_factory=time.monotonic)  # when it arrived: tests measure timeouts and back-off
 
     def json(self) -> Any:
         return orjson.loads(self.body)

@@ -9,7 +9,6 @@ piles up in it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,6 @@ from localstore.segments import chain, existing_rotated, open_segment
 from localstore.store import ContainerLog, LocalStore
 from proto.framing import HEADER, HEADER_SIZE
 from proto.messages import Fetch, Records
-
-log = logging.getLogger("elp.localstore")
 
 LONG_POLL = 1.0
 LONG_POLL_MAX = 5.0
@@ -79,6 +76,7 @@ class FetchServer:
         stopped = not clog.open_fifos and nxt >= clog.end
         if not records and not skipped and not stopped and not force:
             return False
+        # Skipped (deleted) files are logged and counted by the shipper only: one message per loss.
         reply = Records(clog.container_id, first[0], first[1], nxt[0], nxt[1], records, skipped, stopped)
         self.router.send_multipart([identity, reply.encode()], copy=False)
         self.recheck()

@@ -29,7 +29,10 @@ def test_files_of_a_stopped_container_stay_until_every_line_is_shipped(destroyin
     plugin = destroying_plugin
     with EsStandin() as es:
         es.down()
-        lg = plugin.logger(config={"hosts": es.url, "backoff_init": "100ms", "backoff_max": "200ms"})
+        # Ten bulk requests, each answered slowly once Elasticsearch is back: the acknowledged position moves in
+        # steps, and a deletion after the first step would leave most lines undelivered.
+        lg = plugin.logger(config={"hosts": es.url, "backoff_init": "100ms", "backoff_max": "200ms",
+                                   "bulk_max_size": "50"})
         assert lg.start() == {"_status": 200}
         lines = [b"undelivered %04d" % i for i in range(500)]
         lg.write(*(entry(line) for line in lines))
@@ -45,6 +48,7 @@ def test_files_of_a_stopped_container_stay_until_every_line_is_shipped(destroyin
         assert plugin.stats()["localstore"]["destroyed_total"] == 0
         assert [e.line for e in plugin.client.read_logs(lg.info)] == [line + b"\n" for line in lines]
 
+        es.delay_next(0.2, count=None, path="_bulk")
         es.up()
         wait_until(lambda: not folder.exists(), 30, message="the folder to be deleted once everything shipped")
         # The folder goes only after the acknowledgement, which follows Elasticsearch's answer: all lines are there.

@@ -28,6 +28,7 @@ from aiohttp import web
 from localstore.main import LocalStoreProcess
 from localstore.paths import is_container_id, localstore_endpoint
 from localstore.store import StoreSettings
+from proto.housekeeping import Periodic
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     SEQ_SHIFT,
@@ -39,6 +40,7 @@ from proto.messages import (
     Message,
     MessageError,
     ShipContainer,
+    StatsPart,
     decode,
 )
 from shipper.encoder import validate_documents
@@ -154,6 +156,10 @@ class Supervisor:
         self.sequences = SequenceRanges(config.data_dir / SEQ_FLOOR_NAME)
         # container id -> `docker logs -f` streams open on it (their readers batch for low latency meanwhile)
         self.followers: dict[str, int] = {}
+        # The tick's steps: a bug or an OS error in one is logged and retried, and never ends the plugin (PID 1).
+        self.housekeeping = Periodic(log, TICK)
+        self.housekeeping.add("reaping children", self.reap)
+        self.housekeeping.add("starting children", self.manage)
 
     # --- life cycle ------------------------------------------------------------------------------------
 
@@ -184,8 +190,7 @@ class Supervisor:
                 await asyncio.wait_for(self.stop_event.wait(), TICK)
             except TimeoutError:
                 pass
-            self.reap()
-            self.manage()
+            self.housekeeping.run_due()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await self.shutdown(site, runner)
@@ -390,6 +395,8 @@ class Supervisor:
                 continue
             if isinstance(msg, ChildStats):
                 child.report(dict(msg.counters))
+            elif isinstance(msg, StatsPart):
+                child.report_part(msg.report, msg.last, msg.per_container, msg.outputs)
 
     def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         return self.send_to(Role.LOCALSTORE, msg, fds)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from supervisor.children import Role
+
 if TYPE_CHECKING:
     from supervisor.arbiter import Supervisor
 
@@ -77,10 +79,13 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         child = svc.child
         counters = dict(child.counters) if child else {}
         if role.value == "localstore":
-            per_container_store = counters.pop("per_container", {})
+            per_container_store = child.per_container if child else {}
+        elif role.value == "shipper":
+            counters["outputs"] = child.outputs if child else []
         services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
                                 **counters, **sampler.sample(child.pid if child else None)}
-    shipping = services.get("shipper", {}).pop("per_container", {})
+    shipper = sup.services[Role.SHIPPER].child
+    shipping = shipper.per_container if shipper else {}
     readers = []
     for lg in sup.loggers.values():
         child = lg.child

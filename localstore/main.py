@@ -26,6 +26,7 @@ from proto.messages import (
     ExitCode,
     Fetch,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
@@ -224,6 +225,11 @@ class LocalStoreProcess:
         elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
             # From the supervisor, for a logger that closed before it carried a line (no reader was forked).
             self._closed(msg.container_id, msg.fifo, msg.lines)
+        elif isinstance(msg, LoggersSynced):
+            if not self.store.loggers_synced:
+                log.info("the supervisor named its %d running loggers; RETAIN_STOPPED_FOR may judge the others",
+                         msg.loggers)
+            self.store.loggers_synced = True
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 
@@ -269,7 +275,8 @@ class LocalStoreProcess:
             self.fetches.release(container_id)
 
     def _expire(self) -> None:
-        if time.monotonic() >= self.next_expiry:
+        """Every EXPIRY_INTERVAL, from the moment the supervisor named the running loggers (LoggersSynced)."""
+        if self.store.loggers_synced and time.monotonic() >= self.next_expiry:
             self.next_expiry = time.monotonic() + EXPIRY_INTERVAL
             self.store.expire(time.time())
 

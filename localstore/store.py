@@ -320,6 +320,9 @@ class LocalStore:
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
         self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
+        # True once the supervisor named every running logger (LoggersSynced): before, a running container whose
+        # LoggerStarted has not come yet looks stopped, and expire() must not judge any.
+        self.loggers_synced = False
 
     def get(self, container_id: str) -> ContainerLog:
         clog = self.logs.get(container_id)
@@ -486,9 +489,10 @@ class LocalStore:
         log.info("container %s: deleted its local logs (%s)", container_id[:12], why)
 
     def expire(self, now: float) -> None:
-        """Delete the files of containers that stopped longer than ``retain_stopped_for`` ago."""
+        """Delete the files of containers that stopped longer than ``retain_stopped_for`` ago. Nothing before the
+        running loggers are known (``loggers_synced``)."""
         keep_for = self.settings.retain_stopped_for
-        if not keep_for:
+        if not keep_for or not self.loggers_synced:
             return
         try:
             folders = list(containers_dir(self.data_dir).iterdir())

@@ -11,7 +11,7 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
 - the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
   free of threads), so it talks to its children here: ``ChildStats`` and ``StatsPart`` up (the first also the
-  heartbeat), and ``LoggerStarted`` and ``ReadRequest`` down to the local store,
+  heartbeat), and ``LoggerStarted``, ``LoggersSynced`` and ``ReadRequest`` down to the local store,
   ``ShipContainer`` down to the shipper, ``Followers`` down to a reader. A ``ReadRequest`` carries a file
   descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream into it.
 
@@ -160,6 +160,16 @@ class LoggerStarted(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class LoggersSynced(Message):
+    """supervisor -> local store, after the ``LoggerStarted`` of every running logger that a (re)started local store
+    must hear about (``loggers`` of them): from now on a container without an open logger really has none. Until it
+    comes, RETAIN_STOPPED_FOR deletes nothing, since a quiet running container looks like a stopped one."""
+
+    KIND: ClassVar[str] = "loggers_synced"
+    loggers: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReadRequest(Message):
     """supervisor -> local store, with one file descriptor attached: a ``docker logs`` request.
 
@@ -248,7 +258,7 @@ class Followers(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, ReadRequest, ShipContainer, Fetch,
-                Records, Ack, Followers, StatsPart)
+                Records, Ack, Followers, StatsPart, LoggersSynced)
 }
 
 

@@ -36,6 +36,7 @@ from proto.messages import (
     ExitCode,
     Followers,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
@@ -48,6 +49,7 @@ from shipper.main import ShipperProcess
 from shipper.output import validate_output
 from supervisor.children import Backoff, Child, Role
 from supervisor.logopts import LogOptions, parse_log_options
+from supervisor.outbox import Outbox
 from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
@@ -160,6 +162,8 @@ class Supervisor:
         self.housekeeping = Periodic(log, TICK)
         self.housekeeping.add("reaping children", self.reap)
         self.housekeeping.add("starting children", self.manage)
+        # False until the loggers of a previous run are re-attached: only then is every running logger known.
+        self.reattached = False
 
     # --- life cycle ------------------------------------------------------------------------------------
 
@@ -185,6 +189,8 @@ class Supervisor:
         metrics_runner = await self._serve_metrics()
         self.manage()
         self.reattach()
+        self.reattached = True
+        self.send_to_localstore(LoggersSynced(len(self.loggers)))
         while not self.stop_event.is_set():
             try:
                 await asyncio.wait_for(self.stop_event.wait(), TICK)
@@ -258,6 +264,8 @@ class Supervisor:
         child_end.close()
         parent_end.setblocking(False)
         child = Child(role, key, pid, parent_end, os.pidfd_open(pid))
+        if role is not Role.READER:
+            child.outbox = Outbox(parent_end, role.value)
         self.by_pid[pid] = child
         loop = asyncio.get_running_loop()
         loop.add_reader(child.pidfd, self.reap)
@@ -280,12 +288,15 @@ class Supervisor:
                 lg.respawn_at = None
 
     def _sync(self, role: Role) -> None:
-        """A (re)started service learns every running logger, as if their StartLogging came now."""
+        """A (re)started service learns every running logger, as if their StartLogging came now; the local store
+        then hears that this was all of them (at start-up, once the previous run's loggers are re-attached)."""
         for lg in self.loggers.values():
             if role is Role.LOCALSTORE:
                 self.send_to_localstore(_logger_started(lg))
             elif lg.options.ships:
                 self.send_to(Role.SHIPPER, _ship_container(lg))
+        if role is Role.LOCALSTORE and self.reattached:
+            self.send_to_localstore(LoggersSynced(len(self.loggers)))
 
     def _spawn_service(self, role: Role) -> Child:
         data_dir = self.config.data_dir
@@ -404,14 +415,11 @@ class Supervisor:
     def send_to(self, role: Role, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         """A control message to a service; False when it is not running (it resyncs when it starts)."""
         child = self.services[role].child
-        if child is None:
+        if child is None or child.outbox is None:
             return False
-        try:
-            socket.send_fds(child.control, [msg.encode()], list(fds))
-        except OSError as exc:
-            log.error("cannot reach the %s (%s): %s", role, type(msg).__name__, exc)
-            return False
-        return True
+        container_id = getattr(msg, "container_id", None)
+        what = type(msg).__name__ + (f" of container {container_id[:12]}" if isinstance(container_id, str) else "")
+        return child.outbox.send(msg.encode(), fds, what)
 
     # --- loggers -------------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.outbox import Outbox
+
 # Respawn policy: the first restart is immediate, then the delay doubles up to the cap; a child that stayed up
 # for STABLE_AFTER seconds starts again from zero.
 BACKOFF_FIRST = 0.0
@@ -55,6 +57,7 @@ class Child:
     per_container: dict[str, Any] = field(default_factory=dict)
     outputs: list[Any] = field(default_factory=list)
     coming: tuple[int, dict[str, Any], list[Any]] | None = None
+    outbox: Outbox | None = None  # a service's control messages, in order however full its socket is
 
     def report(self, counters: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -82,6 +85,8 @@ class Child:
         return max(0.0, (self.counters[name] - old[name]) / max(self.last_report - then, 1e-3))
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
         self.control.close()
         if self.pidfd >= 0:
             os.close(self.pidfd)

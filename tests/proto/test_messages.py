@@ -19,6 +19,7 @@ from proto.messages import (
     Fetch,
     Followers,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
@@ -58,6 +59,7 @@ SAMPLES: list[Message] = [
                 draining_fifos=[FIFO]),
     ReadRequest(CID, since_ns=0, until_ns=0, tail=0, follow=False, open_fifos=[], draining_fifos=[]),
     StatsPart("shipper", report=3, last=True, per_container={CID: {"docs_total": 1}}, outputs=[{"output": "x"}]),
+    LoggersSynced(loggers=12),
 ]
 
 

@@ -54,6 +54,7 @@ from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
 from supervisor.stats import protobuf_backend
+from supervisor.watchdog import Watchdog
 from workers.main import QUIET_WAIT, ReaderProcess, ReaderSpec
 
 log = logging.getLogger("elp.supervisor")
@@ -162,6 +163,8 @@ class Supervisor:
         self.housekeeping = Periodic(log, TICK)
         self.housekeeping.add("reaping children", self.reap)
         self.housekeeping.add("starting children", self.manage)
+        self.watchdog = Watchdog()
+        self.housekeeping.add("watching heartbeats", lambda: self.watchdog.check(self.by_pid.values(), self._on_report))
         # False until the loggers of a previous run are re-attached: only then is every running logger known.
         self.reattached = False
 
@@ -378,7 +381,7 @@ class Supervisor:
             lg.lines_lost += lost
             log.error(
                 "reader of container %s (pid %d) %s; about %d lines it held are lost; restart %d in %.1fs",
-                lg.container_id[:12], child.pid, _describe(code), lost, lg.restarts, delay,
+                lg.container_id[:12], child.pid, _describe(code, child), lost, lg.restarts, delay,
             )
             return
         svc = self.services[child.role]
@@ -389,7 +392,8 @@ class Supervisor:
         svc.restarts += 1
         svc.respawn_at = time.monotonic() + delay
         asyncio.get_running_loop().call_later(delay, self.manage)
-        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code), svc.restarts, delay)
+        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code, child), svc.restarts,
+                  delay)
 
     def _on_report(self, child: Child) -> None:
         while True:
@@ -588,7 +592,9 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _describe(code: int) -> str:
+def _describe(code: int, child: Child) -> str:
+    if child.hung_for is not None:
+        return f"hung (no report for {child.hung_for:.1f}s) and was killed"
     if code < 0:
         name = signal.Signals(-code).name
         return f"was killed by {name}" + (" (perhaps out of memory)" if -code == signal.SIGKILL else "")

@@ -58,6 +58,7 @@ class Child:
     outputs: list[Any] = field(default_factory=list)
     coming: tuple[int, dict[str, Any], list[Any]] | None = None
     outbox: Outbox | None = None  # a service's control messages, in order however full its socket is
+    hung_for: float | None = None  # set when the watchdog killed it: seconds it had been silent
 
     def report(self, counters: dict[str, Any]) -> None:
         now = time.monotonic()

@@ -117,6 +117,8 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         "protobuf": protobuf_backend(),
         "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
                                                                          sup.loggers.values()),
+        "hung_killed_total": sup.watchdog.killed_total,
+        "housekeeping_errors_total": sup.housekeeping.errors_total,
         **sampler.sample(os.getpid()),
     }
     if uss:

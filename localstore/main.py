@@ -277,8 +277,9 @@ class LocalStoreProcess:
     def _expire(self) -> None:
         """Every EXPIRY_INTERVAL, from the moment the supervisor named the running loggers (LoggersSynced)."""
         if self.store.loggers_synced and time.monotonic() >= self.next_expiry:
-            self.next_expiry = time.monotonic() + EXPIRY_INTERVAL
-            self.store.expire(time.time())
+            done = self.store.expire(time.time())
+            # Stopped at its time budget: carry on at the next tick.
+            self.next_expiry = time.monotonic() + (EXPIRY_INTERVAL if done else STATS_INTERVAL)
 
     def _prune_closed(self) -> None:
         horizon = time.monotonic() - CLOSED_FIFO_TTL

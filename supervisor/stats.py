@@ -82,6 +82,9 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
             per_container_store = child.per_container if child else {}
         elif role.value == "shipper":
             counters["outputs"] = child.outputs if child else []
+        if child is not None and child.outbox is not None:  # control messages waiting for the service to read
+            counters["control_queued_bytes"] = child.outbox.queued_bytes
+            counters["control_dropped_total"] = child.outbox.dropped_total
         services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
                                 **counters, **sampler.sample(child.pid if child else None)}
     shipper = sup.services[Role.SHIPPER].child

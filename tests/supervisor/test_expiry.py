@@ -94,6 +94,7 @@ def test_a_quiet_running_container_survives_expiry_after_a_restart(short_tmp: Pa
         # Exactly one: a running container deleted and then given a new info.json by its late LoggerStarted
         # would still have a folder.
         assert plugin.stats()["localstore"]["expired_total"] == 1
+        assert plugin.stats()["localstore"]["control_dropped_total"] == 0
         running.write(entry(b"second line"))
         wait_until(lambda: [e.line for e in plugin.client.read_logs(running.info, timeout=10)]
                    == [b"first line\n", b"second line\n"], message="both lines of the running container")

@@ -17,21 +17,23 @@ from localstore.paths import fetch_endpoint, ipc_dir, is_container_id, localstor
 from localstore.readlogs import ReadLogsStream
 from localstore.shipping import FetchServer
 from localstore.store import LocalStore, StoreOptions, StoreSettings
+from proto.housekeeping import Periodic, ReportSender
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     MAX_DATA_MESSAGE,
     Ack,
     Batch,
-    ChildStats,
     ExitCode,
     Fetch,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
     ReadRequest,
     Stored,
     decode,
+    stats_report,
 )
 
 log = logging.getLogger("elp.localstore")
@@ -63,6 +65,10 @@ class LocalStoreProcess:
         self.pull: zmq.Socket
         self.router: zmq.Socket
         self.fetches: FetchServer
+        self.reports = ReportSender(control, log)
+        self.report_no = 0
+        self.housekeeping = self._housekeeping()
+        self.next_expiry = 0.0
 
     async def run(self) -> ExitCode:
         loop = asyncio.get_running_loop()
@@ -92,7 +98,7 @@ class LocalStoreProcess:
         zmq_fd = int(pull.getsockopt(zmq.FD))
         loop.add_reader(zmq_fd, self._on_data)
         loop.call_soon(self._on_data)
-        stats = asyncio.create_task(self._report_stats())
+        stats = asyncio.create_task(self.housekeeping.run())
         await self.stop.wait()
         loop.remove_reader(zmq_fd)
         loop.remove_reader(router_fd)
@@ -219,6 +225,11 @@ class LocalStoreProcess:
         elif isinstance(msg, LoggerClosed) and is_container_id(msg.container_id):
             # From the supervisor, for a logger that closed before it carried a line (no reader was forked).
             self._closed(msg.container_id, msg.fifo, msg.lines)
+        elif isinstance(msg, LoggersSynced):
+            if not self.store.loggers_synced:
+                log.info("the supervisor named its %d running loggers; RETAIN_STOPPED_FOR may judge the others",
+                         msg.loggers)
+            self.store.loggers_synced = True
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 
@@ -236,25 +247,39 @@ class LocalStoreProcess:
             self.store.counters.read_streams -= 1
             sock.close()
 
-    async def _report_stats(self) -> None:
-        next_expiry = next_cursor_save = 0.0
-        while True:
-            self._send_stats()
-            self._prune_closed()
-            if time.monotonic() >= next_cursor_save:
-                self.store.save_cursors()
-                next_cursor_save = time.monotonic() + CURSOR_SAVE_INTERVAL
-            self._on_data()  # backstops for a missed edge of ZeroMQ's edge-triggered FDs
-            self._on_fetch()
-            now = time.monotonic()
-            for clog in list(self.store.logs.values()):
-                self.store.destroy_if_due(clog, now)
-            for container_id in self.store.release_idle():
-                self.fetches.release(container_id)
-            if time.monotonic() >= next_expiry:
-                self.store.expire(time.time())
-                next_expiry = time.monotonic() + EXPIRY_INTERVAL
-            await asyncio.sleep(STATS_INTERVAL)
+    def _housekeeping(self) -> Periodic:
+        """Everything the store does on its own, each step on its own: one that fails (a full disk, a bug) is logged
+        and tried again, and never stops reports, cursor saves, deletions or expiry."""
+        tasks = Periodic(log, STATS_INTERVAL)
+        tasks.add("reporting stats", self._send_stats)
+        tasks.add("forgetting closed FIFOs", self._prune_closed)
+        tasks.add("saving shipping cursors", self.store.save_cursors, CURSOR_SAVE_INTERVAL)
+        tasks.add("looking for missed messages", self._backstop)
+        tasks.add("DESTROY_LOGS_ON_STOP deadlines", self._destroy_due)
+        tasks.add("releasing idle containers", self._release_idle)
+        tasks.add("RETAIN_STOPPED_FOR expiry", self._expire)
+        return tasks
+
+    def _backstop(self) -> None:
+        """For a missed edge of ZeroMQ's edge-triggered FDs."""
+        self._on_data()
+        self._on_fetch()
+
+    def _destroy_due(self) -> None:
+        now = time.monotonic()
+        for clog in list(self.store.logs.values()):
+            self.store.destroy_if_due(clog, now)
+
+    def _release_idle(self) -> None:
+        for container_id in self.store.release_idle():
+            self.fetches.release(container_id)
+
+    def _expire(self) -> None:
+        """Every EXPIRY_INTERVAL, from the moment the supervisor named the running loggers (LoggersSynced)."""
+        if self.store.loggers_synced and time.monotonic() >= self.next_expiry:
+            done = self.store.expire(time.time())
+            # Stopped at its time budget: carry on at the next tick.
+            self.next_expiry = time.monotonic() + (EXPIRY_INTERVAL if done else STATS_INTERVAL)
 
     def _prune_closed(self) -> None:
         horizon = time.monotonic() - CLOSED_FIFO_TTL
@@ -269,7 +294,7 @@ class LocalStoreProcess:
             free = disk.f_bavail * disk.f_frsize
         except OSError:
             free = -1
-        stats = ChildStats(
+        stats = stats_report(
             "localstore",
             {
                 "bytes_total": c.bytes_total,
@@ -286,10 +311,11 @@ class LocalStoreProcess:
                 "rotations_total": self.store.rotations_total(),
                 "compressing": sum(clog.compressing for clog in self.store.logs.values()),
                 "disk_free_bytes": free,
-                "per_container": self.store.per_container(),
+                "housekeeping_errors_total": self.housekeeping.errors_total,
+                "reports_dropped_total": self.reports.dropped_total,
             },
+            self.report_no,
+            self.store.per_container(),
         )
-        try:
-            self.control.send(stats.encode(), socket.MSG_DONTWAIT)
-        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-            pass
+        self.report_no += 1
+        self.reports.send(stats)

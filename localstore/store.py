@@ -31,6 +31,9 @@ log = logging.getLogger("elp.localstore")
 STATE_NAME = "state.json"
 # DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
 DESTROY_WAIT = 60.0
+# One expiry run deletes for at most this long (at least one folder), then lets the loop serve again: deleting many
+# big folders on a slow disk would otherwise hold the loop past the supervisor's heartbeat timeout.
+EXPIRE_BUDGET = 1.0
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -322,6 +325,9 @@ class LocalStore:
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
         self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
+        # True once the supervisor named every running logger (LoggersSynced): before, a running container whose
+        # LoggerStarted has not come yet looks stopped, and expire() must not judge any.
+        self.loggers_synced = False
 
     def get(self, container_id: str) -> ContainerLog:
         clog = self.logs.get(container_id)
@@ -493,15 +499,18 @@ class LocalStore:
         self.counters.destroyed_total += 1
         log.info("container %s: deleted its local logs (%s)", container_id[:12], why)
 
-    def expire(self, now: float) -> None:
-        """Delete the files of containers that stopped longer than ``retain_stopped_for`` ago."""
+    def expire(self, now: float, budget: float = EXPIRE_BUDGET) -> bool:
+        """Delete the files of containers that stopped longer than ``retain_stopped_for`` ago. Nothing before the
+        running loggers are known (``loggers_synced``). False when it stopped at its time ``budget`` with folders
+        left to look at: call again soon."""
         keep_for = self.settings.retain_stopped_for
-        if not keep_for:
-            return
+        if not keep_for or not self.loggers_synced:
+            return True
+        deadline = time.monotonic() + budget
         try:
             folders = list(containers_dir(self.data_dir).iterdir())
         except FileNotFoundError:
-            return
+            return True
         for folder in folders:
             cid = folder.name
             if not is_container_id(cid):
@@ -516,6 +525,9 @@ class LocalStore:
             if now - last > keep_for:
                 self.destroy(cid, f"stopped for more than {keep_for:.0f}s (RETAIN_STOPPED_FOR)")
                 self.counters.expired_total += 1
+                if time.monotonic() >= deadline:
+                    return False
+        return True
 
     def existing(self, container_id: str) -> ContainerLog | None:
         """The container's log if anything was ever stored for it (also from before a restart)."""

@@ -10,11 +10,10 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
   ``(generation, offset)`` in the container's rotation chain (see localstore/segments.py).
 - the control path, one ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair between the supervisor and each child,
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
-  free of threads), so it talks to its children here: ``ChildStats`` up (also the heartbeat), and
-  ``LoggerStarted`` and ``ReadRequest`` down to the local store, ``ShipContainer`` down to the shipper,
-  ``Followers`` down to a reader. A
-  ``ReadRequest`` carries a file descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream
-  into it.
+  free of threads), so it talks to its children here: ``ChildStats`` and ``StatsPart`` up (the first also the
+  heartbeat), and ``LoggerStarted``, ``LoggersSynced`` and ``ReadRequest`` down to the local store,
+  ``ShipContainer`` down to the shipper, ``Followers`` down to a reader. A ``ReadRequest`` carries a file
+  descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream into it.
 
 Also here: the exit codes every child leaves with, which the supervisor acts on.
 """
@@ -31,6 +30,10 @@ import msgpack
 VERSION = 1
 # A control message never comes near this; a bigger datagram is a bug or an attack.
 MAX_CONTROL_MESSAGE = 256 * 1024
+# A child's report is cut into datagrams of at most this: one datagram must fit the socketpair's send buffer
+# (net.core.wmem_default, 208 KiB on most hosts; a bigger one fails with EMSGSIZE) and MAX_CONTROL_MESSAGE. The
+# per-container figures of 1,450 containers were already too big for one.
+MAX_STATS_MESSAGE = 64 * 1024
 # Upper bound for one data-path message (the reader cuts batches far below it).
 MAX_DATA_MESSAGE = 64 * 1024 * 1024
 # Each reader incarnation numbers its lines from a fresh multiple of 2**SEQ_SHIFT (``Batch.seq``), so the local store
@@ -113,15 +116,31 @@ class Stored(Message):
 
 @dataclass(frozen=True, slots=True)
 class ChildStats(Message):
-    """any child -> supervisor, about once a second; also proves the child's loop is alive.
+    """any child -> supervisor, about once a second; also the heartbeat: a child that sends none for a while is taken
+    for hung, killed and respawned.
 
-    ``counters`` maps a figure's name (with its unit, e.g. ``bytes_total``) to a number; the local store adds
-    ``per_container``: container id -> its own such map.
+    ``counters`` maps a figure's name (with its unit, e.g. ``bytes_total``) to a number (a few small lists and
+    strings too, all bounded). Figures that grow with the number of containers or outputs follow in ``StatsPart``s.
     """
 
     KIND: ClassVar[str] = "stats"
     role: str
     counters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsPart(Message):
+    """local store or shipper -> supervisor, right after each ``ChildStats``: the figures per container (container
+    id -> a map like ``counters``) and per output, cut into datagrams of at most MAX_STATS_MESSAGE. ``report`` numbers
+    the child's reports; ``last`` marks a report's final part. The supervisor shows a report's figures once its last
+    part came (a report cut short, its socket full, is dropped whole; the next one replaces it)."""
+
+    KIND: ClassVar[str] = "stats_part"
+    role: str
+    report: int
+    last: bool
+    per_container: dict[str, Any]
+    outputs: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,16 @@ class LoggerStarted(Message):
     max_file: int
     compress: bool
     ships: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggersSynced(Message):
+    """supervisor -> local store, after the ``LoggerStarted`` of every running logger that a (re)started local store
+    must hear about (``loggers`` of them): from now on a container without an open logger really has none. Until it
+    comes, RETAIN_STOPPED_FOR deletes nothing, since a quiet running container looks like a stopped one."""
+
+    KIND: ClassVar[str] = "loggers_synced"
+    loggers: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +258,7 @@ class Followers(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (Batch, LoggerClosed, Stored, ChildStats, LoggerStarted, ReadRequest, ShipContainer, Fetch,
-                Records, Ack, Followers)
+                Records, Ack, Followers, StatsPart, LoggersSynced)
 }
 
 
@@ -267,3 +296,31 @@ def decode(raw: bytes) -> Message:
             raise MessageError(f"{kind}: field {name!r} must be {expected.__name__}, not {type(value).__name__}")
         values[name] = value
     return cls(**values)
+
+
+def stats_report(role: str, counters: dict[str, Any], report: int, per_container: dict[str, Any] | None = None,
+                 outputs: list[Any] | None = None) -> list[bytes]:
+    """One report of a child, as datagrams of at most MAX_STATS_MESSAGE: its ``ChildStats``, then (when it has
+    per-container or per-output figures, even none) its ``StatsPart``s. One entry bigger than a datagram on its own
+    (figures are small maps of numbers: never in practice) is left out rather than break the report."""
+    head = ChildStats(role, counters).encode()
+    if per_container is None and outputs is None:
+        return [head]
+    budget = MAX_STATS_MESSAGE - 256  # the part's own fields
+    parts: list[tuple[dict[str, Any], list[Any]]] = [({}, [])]
+    used = 0
+    entries: list[tuple[str | None, Any]] = [*(per_container or {}).items(), *((None, o) for o in outputs or [])]
+    for key, value in entries:
+        size = len(msgpack.packb([key, value], use_bin_type=True))
+        if size > budget:
+            continue
+        if used + size > budget:
+            parts.append(({}, []))
+            used = 0
+        if key is None:
+            parts[-1][1].append(value)
+        else:
+            parts[-1][0][key] = value
+        used += size
+    return [head, *(StatsPart(role, report, n == len(parts) - 1, containers, outs).encode()
+                    for n, (containers, outs) in enumerate(parts))]

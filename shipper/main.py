@@ -20,16 +20,17 @@ from typing import Any
 import zmq
 
 from localstore.paths import fetch_endpoint, is_container_id
+from proto.housekeeping import Periodic, ReportSender
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     Ack,
-    ChildStats,
     ExitCode,
     Fetch,
     MessageError,
     Records,
     ShipContainer,
     decode,
+    stats_report,
 )
 from shipper.bulk import BulkShipper
 from shipper.encoder import Encoder, build_encoder
@@ -43,6 +44,11 @@ MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledge
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
 FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
+# Stats show an output's most frequent failure reasons, each cut to a length (Elasticsearch writes the reasons:
+# a hostile or buggy one must not grow the reports without bound).
+REASONS_SHOWN = 20
+REASON_CHARS = 200
+ERROR_CHARS = 500
 # Containers share a bulk output (one client, shared requests) only when these options agree too.
 BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
                 "backoff_max", "max_retries", "dead_letter_index")
@@ -65,6 +71,13 @@ class ShipperProcess:
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
+        self.reports = ReportSender(control, log)
+        self.report_no = 0
+        self.housekeeping = Periodic(log, STATS_INTERVAL)
+        self.housekeeping.add("re-fetching idle containers", self._refetch_idle)
+        self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
+        self.housekeeping.add("reporting stats", self._send_stats)
+        self.housekeeping.add("looking for missed records", self._on_records)  # backstop for a missed edge
 
     async def run(self) -> ExitCode:
         _quiet_client_logs()
@@ -82,7 +95,7 @@ class ShipperProcess:
         loop.add_reader(self.control.fileno(), self._on_control)
         for container_id, info, options in self._load_configs():
             self.ship(container_id, info, options)
-        ticker = asyncio.create_task(self._tick())
+        ticker = asyncio.create_task(self.housekeeping.run())
         await self.stop.wait()
         ticker.cancel()
         loop.remove_reader(dealer_fd)
@@ -236,22 +249,21 @@ class ShipperProcess:
             (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
             log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
 
-    async def _tick(self) -> None:
-        while True:
-            now = time.monotonic()
-            for container_id, until in list(self.idle_until.items()):
-                feed = self.feeds.get(container_id)
-                if feed is not None and now >= until:
-                    del self.idle_until[container_id]
-                    self._fetch(feed)
-            for feed in self.feeds.values():
-                if feed.fetching and now - self.fetch_sent.get(feed.container_id, now) > FETCH_TIMEOUT:
-                    feed.fetching = False  # the local store died with our fetch: ask again
-                if not feed.fetching and feed.container_id not in self.idle_until:
-                    self._fetch(feed)  # an output that was full has room again
-            self._send_stats()
-            self._on_records()  # backstop for a missed edge
-            await asyncio.sleep(STATS_INTERVAL)
+    def _refetch_idle(self) -> None:
+        now = time.monotonic()
+        for container_id, until in list(self.idle_until.items()):
+            feed = self.feeds.get(container_id)
+            if feed is not None and now >= until:
+                del self.idle_until[container_id]
+                self._fetch(feed)
+
+    def _refetch_stalled(self) -> None:
+        now = time.monotonic()
+        for feed in list(self.feeds.values()):
+            if feed.fetching and now - self.fetch_sent.get(feed.container_id, now) > FETCH_TIMEOUT:
+                feed.fetching = False  # the local store died with our fetch: ask again
+            if not feed.fetching and feed.container_id not in self.idle_until:
+                self._fetch(feed)  # an output that was full has room again
 
     # --- control and persistence ---------------------------------------------------------------------------
 
@@ -321,9 +333,9 @@ class ShipperProcess:
             for name, value in bulk.counters.items():
                 totals[name] = totals.get(name, 0) + value
             outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
-                            "in_flight": bulk.in_flight, "last_error": bulk.last_error,
+                            "in_flight": bulk.in_flight, "last_error": bulk.last_error[:ERROR_CHARS],
                             "request_errors_total": bulk.counters["request_errors_total"],
-                            "failed_by_reason": dict(bulk.failed_reasons)})
+                            "failed_by_reason": _top_reasons(bulk.failed_reasons)})
         counters: dict[str, Any] = {
             "queued": sum(len(b.queue) for b in self.outputs.values()),
             "in_flight": sum(b.in_flight for b in self.outputs.values()),
@@ -333,17 +345,29 @@ class ShipperProcess:
             "failed_total": totals.get("failed_total", 0),
             "dead_lettered_total": totals.get("dead_lettered_total", 0),
             "bad_messages_total": self.bad_messages,
-            "outputs": outputs,
-            "per_container": {
-                cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
-                      "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
-                for cid, f in self.feeds.items()
-            },
+            "housekeeping_errors_total": self.housekeeping.errors_total,
+            "reports_dropped_total": self.reports.dropped_total,
         }
-        try:
-            self.control.send(ChildStats("shipper", counters).encode(), socket.MSG_DONTWAIT)
-        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-            pass
+        per_container = {
+            cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
+                  "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
+            for cid, f in self.feeds.items()
+        }
+        self.reports.send(stats_report("shipper", counters, self.report_no, per_container, outputs))
+        self.report_no += 1
+
+
+def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:
+    """The most frequent failure reasons, each cut short; the rest summed under "(other reasons)"."""
+    ranked = sorted(reasons.items(), key=lambda item: -item[1])
+    shown: dict[str, int] = {}
+    for reason, count in ranked[:REASONS_SHOWN]:
+        key = reason[:REASON_CHARS]
+        shown[key] = shown.get(key, 0) + count
+    rest = sum(count for _, count in ranked[REASONS_SHOWN:])
+    if rest:
+        shown["(other reasons)"] = rest
+    return shown
 
 
 def _quiet_client_logs() -> None:

@@ -28,6 +28,7 @@ from aiohttp import web
 from localstore.main import LocalStoreProcess
 from localstore.paths import is_container_id, localstore_endpoint
 from localstore.store import StoreSettings
+from proto.housekeeping import Periodic
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     SEQ_SHIFT,
@@ -35,10 +36,12 @@ from proto.messages import (
     ExitCode,
     Followers,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
     ShipContainer,
+    StatsPart,
     decode,
 )
 from shipper.encoder import validate_documents
@@ -46,10 +49,12 @@ from shipper.main import ShipperProcess
 from shipper.output import validate_output
 from supervisor.children import Backoff, Child, Role
 from supervisor.logopts import LogOptions, parse_log_options
+from supervisor.outbox import Outbox
 from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
 from supervisor.stats import protobuf_backend
+from supervisor.watchdog import Watchdog
 from workers.main import QUIET_WAIT, ReaderProcess, ReaderSpec
 
 log = logging.getLogger("elp.supervisor")
@@ -154,6 +159,14 @@ class Supervisor:
         self.sequences = SequenceRanges(config.data_dir / SEQ_FLOOR_NAME)
         # container id -> `docker logs -f` streams open on it (their readers batch for low latency meanwhile)
         self.followers: dict[str, int] = {}
+        # The tick's steps: a bug or an OS error in one is logged and retried, and never ends the plugin (PID 1).
+        self.housekeeping = Periodic(log, TICK)
+        self.housekeeping.add("reaping children", self.reap)
+        self.housekeeping.add("starting children", self.manage)
+        self.watchdog = Watchdog()
+        self.housekeeping.add("watching heartbeats", lambda: self.watchdog.check(self.by_pid.values(), self._on_report))
+        # False until the loggers of a previous run are re-attached: only then is every running logger known.
+        self.reattached = False
 
     # --- life cycle ------------------------------------------------------------------------------------
 
@@ -179,13 +192,14 @@ class Supervisor:
         metrics_runner = await self._serve_metrics()
         self.manage()
         self.reattach()
+        self.reattached = True
+        self.send_to_localstore(LoggersSynced(len(self.loggers)))
         while not self.stop_event.is_set():
             try:
                 await asyncio.wait_for(self.stop_event.wait(), TICK)
             except TimeoutError:
                 pass
-            self.reap()
-            self.manage()
+            self.housekeeping.run_due()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await self.shutdown(site, runner)
@@ -253,6 +267,8 @@ class Supervisor:
         child_end.close()
         parent_end.setblocking(False)
         child = Child(role, key, pid, parent_end, os.pidfd_open(pid))
+        if role is not Role.READER:
+            child.outbox = Outbox(parent_end, role.value)
         self.by_pid[pid] = child
         loop = asyncio.get_running_loop()
         loop.add_reader(child.pidfd, self.reap)
@@ -275,12 +291,15 @@ class Supervisor:
                 lg.respawn_at = None
 
     def _sync(self, role: Role) -> None:
-        """A (re)started service learns every running logger, as if their StartLogging came now."""
+        """A (re)started service learns every running logger, as if their StartLogging came now; the local store
+        then hears that this was all of them (at start-up, once the previous run's loggers are re-attached)."""
         for lg in self.loggers.values():
             if role is Role.LOCALSTORE:
                 self.send_to_localstore(_logger_started(lg))
             elif lg.options.ships:
                 self.send_to(Role.SHIPPER, _ship_container(lg))
+        if role is Role.LOCALSTORE and self.reattached:
+            self.send_to_localstore(LoggersSynced(len(self.loggers)))
 
     def _spawn_service(self, role: Role) -> Child:
         data_dir = self.config.data_dir
@@ -362,7 +381,7 @@ class Supervisor:
             lg.lines_lost += lost
             log.error(
                 "reader of container %s (pid %d) %s; about %d lines it held are lost; restart %d in %.1fs",
-                lg.container_id[:12], child.pid, _describe(code), lost, lg.restarts, delay,
+                lg.container_id[:12], child.pid, _describe(code, child), lost, lg.restarts, delay,
             )
             return
         svc = self.services[child.role]
@@ -373,7 +392,8 @@ class Supervisor:
         svc.restarts += 1
         svc.respawn_at = time.monotonic() + delay
         asyncio.get_running_loop().call_later(delay, self.manage)
-        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code), svc.restarts, delay)
+        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, _describe(code, child), svc.restarts,
+                  delay)
 
     def _on_report(self, child: Child) -> None:
         while True:
@@ -390,6 +410,8 @@ class Supervisor:
                 continue
             if isinstance(msg, ChildStats):
                 child.report(dict(msg.counters))
+            elif isinstance(msg, StatsPart):
+                child.report_part(msg.report, msg.last, msg.per_container, msg.outputs)
 
     def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         return self.send_to(Role.LOCALSTORE, msg, fds)
@@ -397,14 +419,11 @@ class Supervisor:
     def send_to(self, role: Role, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         """A control message to a service; False when it is not running (it resyncs when it starts)."""
         child = self.services[role].child
-        if child is None:
+        if child is None or child.outbox is None:
             return False
-        try:
-            socket.send_fds(child.control, [msg.encode()], list(fds))
-        except OSError as exc:
-            log.error("cannot reach the %s (%s): %s", role, type(msg).__name__, exc)
-            return False
-        return True
+        container_id = getattr(msg, "container_id", None)
+        what = type(msg).__name__ + (f" of container {container_id[:12]}" if isinstance(container_id, str) else "")
+        return child.outbox.send(msg.encode(), fds, what)
 
     # --- loggers -------------------------------------------------------------------------------------
 
@@ -573,7 +592,9 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _describe(code: int) -> str:
+def _describe(code: int, child: Child) -> str:
+    if child.hung_for is not None:
+        return f"hung (no report for {child.hung_for:.1f}s) and was killed"
     if code < 0:
         name = signal.Signals(-code).name
         return f"was killed by {name}" + (" (perhaps out of memory)" if -code == signal.SIGKILL else "")

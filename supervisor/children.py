@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.outbox import Outbox
+
 # Respawn policy: the first restart is immediate, then the delay doubles up to the cap; a child that stayed up
 # for STABLE_AFTER seconds starts again from zero.
 BACKOFF_FIRST = 0.0
@@ -51,6 +53,12 @@ class Child:
     last_report: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
     previous: tuple[float, dict[str, Any]] = (0.0, {})
+    # Figures per container and per output, from the StatsParts of the last complete report (and of the one coming).
+    per_container: dict[str, Any] = field(default_factory=dict)
+    outputs: list[Any] = field(default_factory=list)
+    coming: tuple[int, dict[str, Any], list[Any]] | None = None
+    outbox: Outbox | None = None  # a service's control messages, in order however full its socket is
+    hung_for: float | None = None  # set when the watchdog killed it: seconds it had been silent
 
     def report(self, counters: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -58,6 +66,17 @@ class Child:
             self.previous = (self.last_report, self.counters)
         self.counters = counters
         self.last_report = now
+
+    def report_part(self, report: int, last: bool, per_container: dict[str, Any], outputs: list[Any]) -> None:
+        """One StatsPart. A report's parts come in order; one cut short (the child's socket was full) is dropped
+        whole when the next report begins, so the figures shown always come from one report."""
+        if self.coming is None or self.coming[0] != report:
+            self.coming = (report, {}, [])
+        self.coming[1].update(per_container)
+        self.coming[2].extend(outputs)
+        if last:
+            _, self.per_container, self.outputs = self.coming
+            self.coming = None
 
     def rate(self, name: str) -> float:
         """Per-second change of a counter between the last two reports."""
@@ -67,6 +86,8 @@ class Child:
         return max(0.0, (self.counters[name] - old[name]) / max(self.last_report - then, 1e-3))
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
         self.control.close()
         if self.pidfd >= 0:
             os.close(self.pidfd)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from supervisor.children import Role
+
 if TYPE_CHECKING:
     from supervisor.arbiter import Supervisor
 
@@ -77,10 +79,16 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         child = svc.child
         counters = dict(child.counters) if child else {}
         if role.value == "localstore":
-            per_container_store = counters.pop("per_container", {})
+            per_container_store = child.per_container if child else {}
+        elif role.value == "shipper":
+            counters["outputs"] = child.outputs if child else []
+        if child is not None and child.outbox is not None:  # control messages waiting for the service to read
+            counters["control_queued_bytes"] = child.outbox.queued_bytes
+            counters["control_dropped_total"] = child.outbox.dropped_total
         services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
                                 **counters, **sampler.sample(child.pid if child else None)}
-    shipping = services.get("shipper", {}).pop("per_container", {})
+    shipper = sup.services[Role.SHIPPER].child
+    shipping = shipper.per_container if shipper else {}
     readers = []
     for lg in sup.loggers.values():
         child = lg.child
@@ -112,6 +120,8 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         "protobuf": protobuf_backend(),
         "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
                                                                          sup.loggers.values()),
+        "hung_killed_total": sup.watchdog.killed_total,
+        "housekeeping_errors_total": sup.housekeeping.errors_total,
         **sampler.sample(os.getpid()),
     }
     if uss:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import zmq
 
-from proto.messages import MAX_CONTROL_MESSAGE, ChildStats, ExitCode, Followers, LoggerClosed, MessageError, decode
+from proto.housekeeping import ReportSender
+from proto.messages import MAX_CONTROL_MESSAGE, ExitCode, Followers, LoggerClosed, MessageError, decode, stats_report
 from workers.batcher import Batcher
 from workers.delivery import BatchSender
 from workers.reader import FrameReader
@@ -79,6 +80,7 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
+        self.reports = ReportSender(spec.control, log)
 
     def run(self) -> ExitCode:
         ctx = zmq.Context(io_threads=1)
@@ -291,7 +293,7 @@ class ReaderProcess:
 
     def _send_stats(self) -> None:
         c = self.reader.counters
-        stats = ChildStats(
+        self.reports.send(stats_report(
             "reader",
             {
                 "lines_total": c.lines,
@@ -305,14 +307,10 @@ class ReaderProcess:
                 "unconfirmed_bytes": self.sender.held_bytes,
                 "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
                 "batch_window_ms": round(self.batcher.max_wait * 1000),
+                "reports_dropped_total": self.reports.dropped_total,
             },
-        ).encode()
-        if len(stats) > MAX_CONTROL_MESSAGE:
-            return
-        try:
-            self.spec.control.send(stats, socket.MSG_DONTWAIT)
-        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-            pass  # the supervisor is busy or gone; the next report carries the same totals
+            0,
+        ))
 
 
 def _drain(fd: int) -> None:

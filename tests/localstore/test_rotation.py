@@ -172,6 +172,9 @@ def test_retention_deletes_only_long_stopped_containers(tmp_path: Path) -> None:
     for path in container_dir(tmp_path, running).iterdir():
         os.utime(path, (old, old))  # quiet, but its logger is open: kept
     store.expire(now)
+    assert store.counters.expired_total == 0, "nothing is judged before the supervisor named the running loggers"
+    store.loggers_synced = True
+    store.expire(now)
     assert not container_dir(tmp_path, stopped_long).exists()
     assert container_dir(tmp_path, stopped_recently).exists()
     assert container_dir(tmp_path, running).exists()

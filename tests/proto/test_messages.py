@@ -19,12 +19,14 @@ from proto.messages import (
     Fetch,
     Followers,
     LoggerClosed,
+    LoggersSynced,
     LoggerStarted,
     Message,
     MessageError,
     ReadRequest,
     Records,
     ShipContainer,
+    StatsPart,
     Stored,
     decode,
 )
@@ -56,6 +58,8 @@ SAMPLES: list[Message] = [
     ReadRequest(CID, since_ns=1, until_ns=2**62, tail=-1, follow=True, open_fifos=[FIFO, FIFO + "2"],
                 draining_fifos=[FIFO]),
     ReadRequest(CID, since_ns=0, until_ns=0, tail=0, follow=False, open_fifos=[], draining_fifos=[]),
+    StatsPart("shipper", report=3, last=True, per_container={CID: {"docs_total": 1}}, outputs=[{"output": "x"}]),
+    LoggersSynced(loggers=12),
 ]
 
 

@@ -208,7 +208,7 @@ class BulkShipper:
         return await self._send(batch[:half]) + await self._send(batch[half:])
 
     async def _connection_failed(self, batch: list[PendingDoc], exc: TransportConnectionError, size: int) -> Left:
-        cause = exc.errors[0] if exc.errors else None
+        cause = _cause(exc)
         if isinstance(cause, AnswerTooLarge):
             self._unreachable(f"a bulk answer too large to read ({cause})", "bad_answers_total")
             # A smaller request gets a smaller answer (when the server is honest about it).
@@ -352,13 +352,19 @@ def _body(batch: list[PendingDoc]) -> bytes:
 def _closed_while_sending(exc: TransportConnectionError) -> bool:
     """The connection was open and the server dropped it (reset, closed, broken pipe): not a refused connection,
     a name that does not resolve, or TLS."""
-    if isinstance(exc, TlsError) or not exc.errors:
+    if isinstance(exc, TlsError):
         return False
-    cause = exc.errors[0]
+    cause = _cause(exc)
     if isinstance(cause, aiohttp.ClientConnectorError):
         return False
     return isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError
                       | ConnectionError)
+
+
+def _cause(exc: TransportError) -> BaseException | None:
+    """The aiohttp error behind a transport error: the node raises its own error ``from None`` (the cause stays
+    in ``__context__``), and the transport overwrites ``errors`` with those of earlier attempts (none here)."""
+    return exc.errors[0] if exc.errors else exc.__context__
 
 
 def _reason(exc: ApiError) -> str:

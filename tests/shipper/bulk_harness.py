@@ -43,12 +43,12 @@ class Run:
 
 
 def ship(es: EsStandin, docs: list[PendingDoc], until: Callable[[Run], bool], *, timeout: float = 20.0,
-         client_timeout: float = 5.0, **options: Any) -> Run:
+         client_timeout: float = 5.0, auth: dict[str, str] | None = None, **options: Any) -> Run:
     """Add ``docs`` to a fresh BulkShipper and run it until ``until(run)`` holds (AssertionError after
-    ``timeout`` seconds, or when the bulk task died)."""
+    ``timeout`` seconds, or when the bulk task died). ``auth``: e.g. ``{"user": .., "password": ..}``."""
 
     async def main() -> Run:
-        client = make_client(output_config({"hosts": [es.url], "timeout": client_timeout}))
+        client = make_client(output_config({"hosts": [es.url], "timeout": client_timeout, **(auth or {})}))
         run = Run(BulkShipper("test-output", client, {**OPTIONS, **options}, lambda d: run.finished.update([d.end])))
         run.bulk.start()
         run.bulk.add(docs)

@@ -148,6 +148,7 @@ class BulkShipper:
                 retry = self._give_up_on_exhausted(retry)
             keep = {id(doc) for doc in retry + left.wait}
             batch = [doc for doc in batch if id(doc) in keep]
+            self.in_flight = len(batch)
             if batch:
                 self.counters["retried_total"] += len(batch)
                 await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: not every shipper at once

@@ -495,6 +495,11 @@ class EsStandin:
         that never ends (items of 201), streamed; with ``declared`` the Content-Length says so up front."""
         self._add_fault(_Fault("huge", count, "_bulk", size=size, declared=declared))
 
+    def pending_faults(self) -> int:
+        """How many injected faults (of any kind) are still waiting for their requests."""
+        with self._lock:
+            return len(self._faults)
+
     def clear_faults(self) -> None:
         """Forget every pending fault and item rule; releases held requests."""
         with self._lock:

@@ -385,6 +385,7 @@ class EsStandin:
             return
         if self._runner is not None:
             self.down()
+        self._run(self._drop_late_answers())
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -656,6 +657,12 @@ class EsStandin:
             task.add_done_callback(self._late_answers.discard)
             return await asyncio.shield(task)
         return self._answer(request, rec)
+
+    async def _drop_late_answers(self) -> None:
+        """Answers still being delayed when the stand-in stops go nowhere (their requests were carried out)."""
+        for task in list(self._late_answers):
+            task.cancel()
+        await asyncio.gather(*self._late_answers, return_exceptions=True)
 
     async def _answer_late(self, request: web.BaseRequest, rec: RecordedRequest, seconds: float) -> web.StreamResponse:
         response = self._answer(request, rec)

@@ -29,17 +29,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, SerializationError, TlsError, TransportError
+from elastic_transport import ConnectionTimeout, SerializationError, TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from shipper.answers import BadAnswer, Verdict, read_answer
 from shipper.bounded import AnswerTooLarge
 from shipper.deadletter import DeadLetter, wrap
 from shipper.feed import PendingDoc
-from supervisor.logopts import without_credentials
+from shipper.request_errors import api_reason, cause_of, closed_while_sending, transport_error
 
 log = logging.getLogger("elp.shipper")
 
@@ -191,7 +190,7 @@ class BulkShipper:
                     self._fail(batch[0], "413 document larger than http.max_content_length")
                     return Left()
                 return await self._halves(batch)
-            self._unreachable(f"HTTP {exc.meta.status} {_reason(exc)}")
+            self._unreachable(f"HTTP {exc.meta.status} {api_reason(exc)}")
             return Left(retry=batch)
         except TransportConnectionError as exc:
             return await self._connection_failed(batch, exc, len(body))
@@ -200,7 +199,7 @@ class BulkShipper:
             self._unreachable("a bulk answer that is not JSON", "bad_answers_total")
             return Left(retry=batch)
         except (ConnectionTimeout, TransportError) as exc:
-            self._unreachable(_transport_error(exc))
+            self._unreachable(transport_error(exc))
             return Left(retry=batch)
         return self._results(batch, resp.body)
 
@@ -210,12 +209,12 @@ class BulkShipper:
         return await self._send(batch[:half]) + await self._send(batch[half:])
 
     async def _connection_failed(self, batch: list[PendingDoc], exc: TransportConnectionError, size: int) -> Left:
-        cause = _cause(exc)
+        cause = cause_of(exc)
         if isinstance(cause, AnswerTooLarge):
             self._unreachable(f"a bulk answer too large to read ({cause})", "bad_answers_total")
             # A smaller request gets a smaller answer (when the server is honest about it).
             return await self._halves(batch) if len(batch) > 1 else Left(retry=batch)
-        if _closed_while_sending(exc) and await self._alive():
+        if closed_while_sending(exc) and await self._alive():
             # The server answers, yet dropped this request: what some servers do with a body over their limit
             # (instead of 413). Halves until they pass; one document alone that does not pass waits, loudly.
             self.counters["closed_requests_total"] += 1
@@ -224,7 +223,7 @@ class BulkShipper:
             self._unreachable(f"the server closed the connection while receiving one document of {size} bytes; "
                               "if it limits request sizes (http.max_content_length, a proxy), raise the limit")
             return Left(retry=batch)
-        self._unreachable(_transport_error(exc))
+        self._unreachable(transport_error(exc))
         return Left(retry=batch)
 
     async def _alive(self) -> bool:
@@ -349,44 +348,3 @@ def _body(batch: list[PendingDoc]) -> bytes:
         out += doc.body
         out += b"\n"
     return bytes(out)
-
-
-def _closed_while_sending(exc: TransportConnectionError) -> bool:
-    """The connection was open and the server dropped it (reset, closed, broken pipe): not a refused connection,
-    a name that does not resolve, or TLS."""
-    if isinstance(exc, TlsError):
-        return False
-    cause = _cause(exc)
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return False
-    return isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError
-                      | ConnectionError)
-
-
-def _cause(exc: TransportError) -> BaseException | None:
-    """The aiohttp error behind a transport error: the node raises its own error ``from None`` (the cause stays
-    in ``__context__``), and the transport overwrites ``errors`` with those of earlier attempts (none here)."""
-    return exc.errors[0] if exc.errors else exc.__context__
-
-
-def _reason(exc: ApiError) -> str:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error_type = body["error"].get("type", "")
-        return _short(str(error_type), 80)
-    return ""
-
-
-def _transport_error(exc: TransportError) -> str:
-    """What went wrong, for the log: elastic-transport's ``str()`` is only "TLS error" or "Connection error"; the
-    cause (e.g. "certificate verify failed: unable to get local issuer certificate") is in ``message``."""
-    detail = exc.message if isinstance(exc.message, str) and exc.message else str(exc)
-    text = f"{type(exc).__name__}: {_short(without_credentials(detail), 400)}"
-    if isinstance(exc, TlsError) and "CERTIFICATE_VERIFY_FAILED" in detail:
-        text += ("; the server's certificate is not trusted: give its CA in log-opt 'ssl.certificate_authorities' "
-                 "and connect by a name the certificate holds")
-    return text
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -7,8 +7,8 @@ a document, by Elasticsearch's answer (``shipper/answers.py`` reads it):
 * 429 and 5xx items, a whole request refused (401, 403, 429, 5xx...), timeouts, connection errors, answers that
   make no sense: sent again with exponential back-off and jitter (given up after ``max_retries``, if set).
 * 401/403 items (a missing privilege) and 404 ``index_not_found_exception`` items (auto-create denied): a
-  configuration fault. The documents wait, never dropped and not counted against ``max_retries``, as in an
-  outage; the fault is logged once until it is fixed.
+  configuration fault. The documents wait aside ("parked", with their own back-off) while the other documents of
+  the output go on; never dropped, not counted against ``max_retries``; the fault is logged once until fixed.
 * Any other refusal (a mapping error...): counted, logged once per reason, and written to the dead-letter index
   if one is set. A dead letter that is refused in turn is counted and dropped, never wrapped again.
 * 413, or the connection closed while a large body was being sent (a server that does not answer 413) while the
@@ -81,13 +81,19 @@ class BulkShipper:
         self.reachable: bool | None = None
         self.last_error = ""
         self.config_fault = ""  # the reason documents wait for an admin, while they do
+        # Documents refused for a configuration fault wait here, so that other containers of this output (other
+        # indices, other privileges) keep shipping; they are tried again with their own back-off.
+        self.parked: deque[PendingDoc] = deque()
+        self.parked_bytes = 0
+        self.park_delay = self.backoff_init
+        self.park_until = 0.0
         self.in_flight = 0
         self.task: asyncio.Task[None] | None = None
         self._logged_errors: set[str] = set()
 
     @property
     def full(self) -> bool:
-        return self.queued_bytes >= QUEUE_MAX_BYTES
+        return self.queued_bytes + self.parked_bytes >= QUEUE_MAX_BYTES
 
     def add(self, docs: list[PendingDoc]) -> None:
         self.queue.extend(docs)
@@ -108,9 +114,17 @@ class BulkShipper:
                 await asyncio.sleep(self.backoff_init)
 
     async def _next_bulk(self) -> None:
+        self._unpark_if_due()
         if not self.queue:
             self.wakeup.clear()
-            await self.wakeup.wait()
+            wait = max(0.0, self.park_until - time.monotonic()) if self.parked else None
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), wait)
+            except TimeoutError:
+                pass
+            self._unpark_if_due()
+            if not self.queue:
+                return
         # Give a partial bulk the flush interval to fill up, unless it is already full.
         deadline = time.monotonic() + self.flush_interval
         while len(self.queue) < self.max_docs and self.queued_bytes < self.max_bytes:
@@ -145,7 +159,8 @@ class BulkShipper:
             retry = left.retry
             if retry and self.max_retries >= 0:
                 retry = self._give_up_on_exhausted(retry)
-            keep = {id(doc) for doc in retry + left.wait}
+            self._park(left.wait)
+            keep = {id(doc) for doc in retry}
             batch = [doc for doc in batch if id(doc) in keep]
             self.in_flight = len(batch)
             if batch:
@@ -153,6 +168,24 @@ class BulkShipper:
                 await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: not every shipper at once
                 delay = min(self.backoff_max, delay * 2)
         self.in_flight = 0
+
+    def _park(self, docs: list[PendingDoc]) -> None:
+        if not docs:
+            return
+        if not self.parked:
+            self.park_until = time.monotonic() + self.park_delay * (0.5 + random.random())
+            self.park_delay = min(self.backoff_max, self.park_delay * 2)
+        self.parked.extend(docs)
+        self.parked_bytes += sum(len(d.body) for d in docs)
+
+    def _unpark_if_due(self) -> None:
+        """Parked documents go back to the front of the queue once their back-off is over."""
+        if self.parked and time.monotonic() >= self.park_until:
+            self.counters["retried_total"] += len(self.parked)
+            self.queue.extendleft(reversed(self.parked))
+            self.queued_bytes += self.parked_bytes
+            self.parked.clear()
+            self.parked_bytes = 0
 
     async def _attempt(self, batch: list[PendingDoc]) -> Left:
         try:
@@ -270,7 +303,7 @@ class BulkShipper:
                 self._fail(doc, result.reason, result.detail)
         if fault is not None:
             self._config_faulty(fault.reason, fault.detail)
-        else:
+        elif not (self.parked and self.config_fault):  # others ship while parked ones still wait: no news
             self._reachable()
         return left
 
@@ -323,6 +356,7 @@ class BulkShipper:
         self.reachable = True
         self.last_error = ""
         self.config_fault = ""
+        self.park_delay = self.backoff_init
 
     def _internal_error(self, exc: Exception, where: str) -> None:
         self.counters["internal_errors_total"] += 1

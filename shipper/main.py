@@ -327,6 +327,7 @@ class ShipperProcess:
                             "in_flight": bulk.in_flight, "last_error": bulk.last_error,
                             "request_errors_total": bulk.counters["request_errors_total"],
                             "failed_by_reason": dict(bulk.failed_reasons), "config_fault": bulk.config_fault,
+                            "parked": len(bulk.parked),
                             **{name: bulk.counters[name] for name in OUTPUT_COUNTERS}})
         counters: dict[str, Any] = {
             "queued": sum(len(b.queue) for b in self.outputs.values()),

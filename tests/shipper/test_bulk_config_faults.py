@@ -92,3 +92,23 @@ def test_a_configuration_fault_never_counts_against_max_retries(es: EsStandin) -
     run = ship(es, make_docs(5), grant_after_ten_rounds, auth={"user": USER, "password": PASSWORD}, max_retries=2)
     assert run.bulk.counters["shipped_total"] == 5 and run.bulk.counters["config_fault_docs_total"] >= 50
     assert run.bulk.config_fault == "" and run.bulk.reachable is True
+
+
+def test_a_fault_of_one_index_does_not_hold_up_the_others_of_the_output(es: EsStandin) -> None:
+    es.deny_writes(USER, ("logs-denied-*",))
+    docs = make_docs(40)
+    for doc in docs[::2]:
+        doc.index = "logs-denied-default"
+    granted: list[bool] = []
+
+    def others_ship_then_grant(run: Run) -> bool:
+        if not granted and len(run.finished) == 20:
+            assert es.count("logs-denied-default") == 0 and run.bulk.counters["config_fault_docs_total"] >= 20
+            assert run.bulk.config_fault == "403 security_exception"
+            granted.append(True)
+            es.allow_writes(USER)
+        return bool(granted) and all_finished(40)(run) and not run.bulk.parked
+
+    run = ship(es, docs, others_ship_then_grant, auth={"user": USER, "password": PASSWORD}, bulk_max_size=10)
+    assert es.count("logs-denied-default") == 20 and es.count(INDEX) == 20
+    assert run.bulk.config_fault == "" and run.bulk.queued_bytes == 0 and run.bulk.parked_bytes == 0

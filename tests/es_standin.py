@@ -53,6 +53,8 @@ document and the accepted compatible-with versions):
   answering 413 (as a server or proxy may do while the body is still coming in).
 * ``delay_next``: as in ES, a request whose client hung up is still carried out (documents are stored at once,
   the answer comes ``seconds`` later, to nobody if the client left); ``cancel_on_hangup=True`` is the old model.
+* A buggy or hostile server, for the shipper's defences: :meth:`EsStandin.tamper_next` carries a bulk out and
+  answers what a function makes of the real answer; :meth:`EsStandin.huge_answer_next` streams an endless one.
 * ``POST <stream>/_rollover`` (or :meth:`EsStandin.rollover`): a new write index ``.ds-<stream>-<date>-00000N``;
   as in ES, a ``create`` checks ``_id`` only in the write index, so an id stored before the rollover is stored
   again (reference/current/indices-rollover-index.html for the answer's fields).

@@ -575,7 +575,9 @@ def test_a_delayed_bulk_is_stored_even_when_the_client_hangs_up(es: EsStandin, c
 
 def test_tampered_and_huge_bulk_answers(es: EsStandin, client: Elasticsearch) -> None:
     es.tamper_next(lambda answer: {**answer, "items": []})
+    assert es.pending_faults() == 1
     assert client.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(1)])["items"] == []
+    assert es.pending_faults() == 0
     assert es.count(STREAM) == 1  # carried out all the same
     es.tamper_next(lambda answer: b"not json")
     with pytest.raises(SerializationError):

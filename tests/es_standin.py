@@ -267,7 +267,7 @@ class _Fault:
     delay: float = 0.0
     hold: Hold | None = None
     cancel_on_hangup: bool = False
-    tamper: Callable[[JsonObj], JsonObj | bytes] | None = None
+    tamper: Callable[[JsonObj], Any] | None = None  # a JSON value, or bytes sent verbatim
     size: int = 0
     declared: bool = False
 
@@ -488,9 +488,9 @@ class EsStandin:
             self._item_rules.append(rule)
         return rule
 
-    def tamper_next(self, change: Callable[[JsonObj], JsonObj | bytes], count: int | None = 1) -> None:
+    def tamper_next(self, change: Callable[[JsonObj], Any], count: int | None = 1) -> None:
         """A buggy or hostile server: the next ``count`` bulk requests are carried out, then answered 200 with
-        ``change(answer)`` instead of the real answer (a dict is sent as JSON, bytes verbatim)."""
+        ``change(answer)`` instead of the real answer (a JSON value is sent as JSON, bytes verbatim)."""
         self._add_fault(_Fault("tamper", count, "_bulk", tamper=change))
 
     def huge_answer_next(self, size: int, count: int | None = 1, *, declared: bool = False) -> None:

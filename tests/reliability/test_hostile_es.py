@@ -35,7 +35,7 @@ def _status(value: Any) -> Callable[[JsonObj], JsonObj]:
 
 
 # name -> how to inject it into the next bulk request
-CASES: dict[str, Callable[[EsStandin, int], None]] = {
+CASES: dict[str, Callable[[EsStandin, int], object]] = {
     "status a string": lambda es, r: es.tamper_next(_status("201")),
     "no status": lambda es, r: es.tamper_next(_items(lambda i: {"create": {
         k: v for k, v in i["create"].items() if k != "status"}})),
@@ -92,9 +92,9 @@ def test_r11_hostile_elasticsearch(plugin: RunningPlugin, figures: FigureTable) 
                 sent += lines
                 lg.write(*(entry(line.encode()) for line in lines))
                 expected = len(sent)
-                wait_until(lambda n=expected: not es.pending_faults() and es.count() >= n, 60,
+                wait_until(lambda: not es.pending_faults() and es.count() >= expected, 60,  # noqa: B023
                            message=f"'{name}' to be answered and every line so far stored")
-                wait_until(lambda b=before: bad_counters() > b, 10, message=f"'{name}' to be counted")
+                wait_until(lambda: bad_counters() > before, 10, message=f"'{name}' to be counted")  # noqa: B023
                 counted += 1
                 pid = shipper()["pid"]
                 baseline_pid = baseline_pid or pid

@@ -40,7 +40,7 @@ def without_status(item: JsonObj) -> JsonObj:
     return {"create": {k: v for k, v in item["create"].items() if k != "status"}}
 
 
-BAD_ITEMS: dict[str, Callable[[JsonObj], JsonObj | bytes]] = {
+BAD_ITEMS: dict[str, Callable[[JsonObj], Any]] = {
     "status is a string": with_status("201"),
     "status is a list": with_status([201]),
     "status is a bool": with_status(True),
@@ -49,7 +49,7 @@ BAD_ITEMS: dict[str, Callable[[JsonObj], JsonObj | bytes]] = {
     "status beyond 64 bits": lambda a: json.dumps(with_status(2**70)(a)).encode(),  # parsed as a float
     "no status": each_item(without_status),
 }
-BAD_ANSWERS: dict[str, Callable[[JsonObj], JsonObj | bytes]] = {
+BAD_ANSWERS: dict[str, Callable[[JsonObj], Any]] = {
     "too few items": lambda a: {**a, "items": a["items"][:-1]},
     "too many items": lambda a: {**a, "items": a["items"] + a["items"][:1]},
     "no items": lambda a: {"errors": False},
@@ -61,6 +61,10 @@ BAD_ANSWERS: dict[str, Callable[[JsonObj], JsonObj | bytes]] = {
     "items are strings": each_item(lambda item: "created"),
     "items with two actions": each_item(lambda item: {"create": item["create"], "index": item["create"]}),
 }
+
+
+def is_line(i: int) -> Callable[[JsonObj], bool]:
+    return lambda doc: doc.get("message") == f"line {i}"
 
 
 def stored_once(es: EsStandin) -> None:
@@ -109,7 +113,7 @@ def test_a_huge_error_type_is_cut_short_everywhere(es: EsStandin) -> None:
 
 def test_distinct_refusal_reasons_are_bounded(es: EsStandin) -> None:
     for i in range(50):
-        es.item_error(lambda d, i=i: d.get("message") == f"line {i}", status=400, error_type=f"kind_{i}_exception")
+        es.item_error(is_line(i), status=400, error_type=f"kind_{i}_exception")
     run = ship(es, make_docs(50), all_finished(50))
     assert len(run.bulk.failed_reasons) == 33  # 32 reasons, then "other"
     assert run.bulk.failed_reasons["other"] == 18

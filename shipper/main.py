@@ -53,6 +53,9 @@ ERROR_CHARS = 500
 BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
                 "backoff_max", "max_retries", "dead_letter_index")
 OutputKey = tuple[OutputConfig, tuple[object, ...]]
+# Per output in stats, besides the above: what a faulty or hostile Elasticsearch made the shipper do.
+OUTPUT_COUNTERS = ("bad_answers_total", "bad_items_total", "config_fault_docs_total", "dead_letters_refused_total",
+                   "closed_requests_total", "split_total", "internal_errors_total")
 
 
 class ShipperProcess:
@@ -335,7 +338,9 @@ class ShipperProcess:
             outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
                             "in_flight": bulk.in_flight, "last_error": bulk.last_error[:ERROR_CHARS],
                             "request_errors_total": bulk.counters["request_errors_total"],
-                            "failed_by_reason": _top_reasons(bulk.failed_reasons)})
+                            "failed_by_reason": _top_reasons(bulk.failed_reasons), "config_fault": bulk.config_fault,
+                            "parked": len(bulk.parked),
+                            **{name: bulk.counters[name] for name in OUTPUT_COUNTERS}})
         counters: dict[str, Any] = {
             "queued": sum(len(b.queue) for b in self.outputs.values()),
             "in_flight": sum(b.in_flight for b in self.outputs.values()),

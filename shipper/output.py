@@ -29,6 +29,7 @@ from elastic_transport.client_utils import parse_cloud_id
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
+from shipper.bounded import BoundedNode, BoundedResponse
 from supervisor.logopts import LogOptionError
 
 log = logging.getLogger("elp.shipper")
@@ -144,7 +145,7 @@ def make_client(config: OutputConfig) -> AsyncElasticsearch:
         auth["api_key"] = config.api_key
     return AsyncElasticsearch(
         nodes,
-        node_class=_ProxyAwareNode if config.proxy_url else AiohttpHttpNode,
+        node_class=_ProxyAwareNode if config.proxy_url else BoundedNode,  # answers are read up to a cap
         request_timeout=config.timeout,
         max_retries=0,
         retry_on_status=(),
@@ -359,4 +360,5 @@ class _ProxyAwareNode(AiohttpHttpNode):
             connector=aiohttp.TCPConnector(limit_per_host=self._connections_per_node, use_dns_cache=True,
                                            ssl=self._ssl_context or False),
             proxy=self.config._extras.get(_PROXY_EXTRA),
+            response_class=BoundedResponse,
         )

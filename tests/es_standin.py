@@ -42,8 +42,25 @@ document and the accepted compatible-with versions):
 * Read-back: ``_refresh``, ``_count``, ``_search`` (match_all, term, terms, match, exists, range, bool;
   sort, size, from, track_total_hits), ``_cluster/health``; wildcard and comma-separated targets.
 
-Not modelled: mappings (no type checks beyond ``@timestamp``), routing, versioning parameters,
-rollover, security privileges (an authenticated user may do anything), scoring.
+* Index privileges (security on): :meth:`EsStandin.deny_writes` takes the write privilege on some indices from a
+  user or an API key; their bulk items get ES's per-item ``403 security_exception`` ("action
+  [indices:data/write/bulk[s]] is unauthorized for user [u] ..."; ``[indices:admin/auto_create]`` while the
+  target does not exist yet) inside a 200 answer. ``auto_create_index=False`` makes items for a missing target
+  fail with ``404 index_not_found_exception`` "no such index [x] and [action.auto_create_index] is [false]"
+  (elastic/elasticsearch#22488, #24048: only the items fail, not the request). Answers recorded from Elastic's
+  docs and issues are kept in ``tests/fixtures/es8/`` and compared with these in tests/test_es_standin.py.
+* ``too_large="close"``: a body over ``max_content_length`` makes the server drop the connection instead of
+  answering 413 (as a server or proxy may do while the body is still coming in).
+* ``delay_next``: as in ES, a request whose client hung up is still carried out (documents are stored at once,
+  the answer comes ``seconds`` later, to nobody if the client left); ``cancel_on_hangup=True`` is the old model.
+* A buggy or hostile server, for the shipper's defences: :meth:`EsStandin.tamper_next` carries a bulk out and
+  answers what a function makes of the real answer; :meth:`EsStandin.huge_answer_next` streams an endless one.
+* ``POST <stream>/_rollover`` (or :meth:`EsStandin.rollover`): a new write index ``.ds-<stream>-<date>-00000N``;
+  as in ES, a ``create`` checks ``_id`` only in the write index, so an id stored before the rollover is stored
+  again (reference/current/indices-rollover-index.html for the answer's fields).
+
+Not modelled: mappings (no type checks beyond ``@timestamp``), routing, versioning parameters, roles (a principal
+may write everywhere unless :meth:`EsStandin.deny_writes`), scoring.
 """
 
 from __future__ import annotations
@@ -62,7 +79,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -195,6 +212,7 @@ class RecordedRequest:
     body: bytes  # decompressed
     status: int | None = None  # what was answered; None while pending or when the connection was reset
     received: float = field(default_factory=time.monotonic)  # when it arrived: tests measure timeouts and back-off
+    principal: tuple[str, str] | None = None  # ("user", name) or ("api_key", id), once authenticated
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -241,7 +259,7 @@ class Hold:
 
 @dataclass
 class _Fault:
-    kind: str  # "status" | "delay" | "reset" | "hold"
+    kind: str  # "status" | "delay" | "reset" | "hold" | "tamper" | "huge"
     remaining: int | None
     path: str | None
     status: int = 0
@@ -249,6 +267,10 @@ class _Fault:
     content_type: str = "application/json"
     delay: float = 0.0
     hold: Hold | None = None
+    cancel_on_hangup: bool = False
+    tamper: Callable[[JsonObj], Any] | None = None  # a JSON value, or bytes sent verbatim
+    size: int = 0
+    declared: bool = False
 
 
 @dataclass
@@ -259,9 +281,15 @@ class _Target:
     concrete: str
     uuid: str
     data_stream: bool
-    docs: dict[str, StoredDoc] = field(default_factory=dict)
+    docs: dict[str, StoredDoc] = field(default_factory=dict)  # the write index's documents
     next_seq_no: int = 0
     visible_upto: int = 0  # seq_no below this are searchable (when refreshes are required)
+    generation: int = 1
+    older: list[str] = field(default_factory=list)  # backing indices rolled over, oldest first
+    rolled: list[StoredDoc] = field(default_factory=list)  # their documents (seq_no keeps counting, unlike ES)
+
+    def all_docs(self) -> list[StoredDoc]:
+        return self.rolled + list(self.docs.values())
 
 
 class _QueryError(Exception):
@@ -286,6 +314,8 @@ class EsStandin:
         pipelines: set[str] | None = None,
         require_refresh: bool = False,
         data_stream_patterns: tuple[str, ...] = DATA_STREAM_PATTERNS,
+        auto_create_index: bool = True,
+        too_large: str = "413",
         cluster_name: str = "docker-cluster",
         node_name: str = "es-standin",
         port: int = 0,
@@ -295,7 +325,15 @@ class EsStandin:
         ``pipelines``: the ingest pipelines that exist (others fail per item); ``None`` = any name exists.
         ``require_refresh``: documents become searchable only after a refresh, as in ES; by default they
         are searchable at once.
+        ``auto_create_index``: False as ``action.auto_create_index: false`` (items for a missing target: 404).
+        ``too_large``: ``"413"`` (ES's empty 413) or ``"close"`` (the connection is dropped, nothing answered).
         """
+        if too_large not in ("413", "close"):
+            raise ValueError(f"too_large must be '413' or 'close', not {too_large!r}")
+        self.auto_create_index = auto_create_index
+        self.too_large = too_large
+        self._denied: dict[str, tuple[str, ...]] = {}  # principal -> index patterns it may not write
+        self._late_answers: set[asyncio.Task[web.StreamResponse]] = set()
         self.version = version
         self.users = dict(users or {})
         self.api_keys = dict(api_keys or {})
@@ -350,6 +388,7 @@ class EsStandin:
             return
         if self._runner is not None:
             self.down()
+        self._run(self._drop_late_answers())
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -414,9 +453,15 @@ class EsStandin:
             body = orjson.dumps(es_error(status, etype, text.replace("{size}", "0")))
         self._add_fault(_Fault("status", count, path, status=status, body=body, content_type=content_type))
 
-    def delay_next(self, seconds: float, count: int | None = 1, *, path: str | None = None) -> None:
-        """The next ``count`` requests wait ``seconds`` before being handled (others are not blocked)."""
-        self._add_fault(_Fault("delay", count, path, delay=seconds))
+    def delay_next(self, seconds: float, count: int | None = 1, *, path: str | None = None,
+                   cancel_on_hangup: bool = False) -> None:
+        """The next ``count`` requests are answered ``seconds`` late (others are not blocked).
+
+        As in ES, the request is carried out at once and whether or not the client waits for the answer (a
+        client timeout does not undo a bulk). ``cancel_on_hangup=True``: wait first, and do nothing if the client
+        hangs up meanwhile.
+        """
+        self._add_fault(_Fault("delay", count, path, delay=seconds, cancel_on_hangup=cancel_on_hangup))
 
     def reset_next(self, count: int | None = 1, *, path: str | None = None) -> None:
         """The next ``count`` requests are read, then the connection is reset without an answer."""
@@ -444,6 +489,21 @@ class EsStandin:
             self._item_rules.append(rule)
         return rule
 
+    def tamper_next(self, change: Callable[[JsonObj], Any], count: int | None = 1) -> None:
+        """A buggy or hostile server: the next ``count`` bulk requests are carried out, then answered 200 with
+        ``change(answer)`` instead of the real answer (a JSON value is sent as JSON, bytes verbatim)."""
+        self._add_fault(_Fault("tamper", count, "_bulk", tamper=change))
+
+    def huge_answer_next(self, size: int, count: int | None = 1, *, declared: bool = False) -> None:
+        """The next ``count`` bulk requests are carried out, then answered 200 with ``size`` bytes of a bulk answer
+        that never ends (items of 201), streamed; with ``declared`` the Content-Length says so up front."""
+        self._add_fault(_Fault("huge", count, "_bulk", size=size, declared=declared))
+
+    def pending_faults(self) -> int:
+        """How many injected faults (of any kind) are still waiting for their requests."""
+        with self._lock:
+            return len(self._faults)
+
     def clear_faults(self) -> None:
         """Forget every pending fault and item rule; releases held requests."""
         with self._lock:
@@ -452,6 +512,33 @@ class EsStandin:
             self._item_rules.clear()
         for hold in holds:
             hold.release()
+
+    # ------------------------------------------------------------------ privileges and rollover (any thread)
+
+    def deny_writes(self, principal: str, indices: tuple[str, ...] = ("*",)) -> None:
+        """``principal`` (a user name or an API key id) loses the write privilege on ``indices`` (patterns)."""
+        if not self.security:
+            raise RuntimeError("privileges need security: give users or api_keys")
+        with self._lock:
+            self._denied[principal] = indices
+
+    def allow_writes(self, principal: str) -> None:
+        """Give ``principal`` its write privilege back (on every index)."""
+        with self._lock:
+            self._denied.pop(principal, None)
+
+    def rollover(self, stream: str) -> JsonObj:
+        """``POST <stream>/_rollover``: a new write index; returns ES's answer."""
+        with self._lock:
+            return self._rollover(stream)
+
+    def backing_indices(self, stream: str) -> list[str]:
+        """Every backing index of a data stream, oldest first."""
+        with self._lock:
+            target = self._targets.get(stream)
+            if target is None:
+                return []
+            return [*target.older, target.concrete]
 
     # ------------------------------------------------------------------ read-back (any thread)
 
@@ -488,12 +575,12 @@ class EsStandin:
         """Stored documents of the indices/data streams matching ``target`` (all of them, refreshed or not)."""
         with self._lock:
             targets = self._resolve(target, must_exist=False)
-            return [doc for t in targets for doc in t.docs.values()]
+            return [doc for t in targets for doc in t.all_docs()]
 
     def count(self, target: str = "*") -> int:
         """How many documents ``stored(target)`` holds, without copying them (cheap enough to poll)."""
         with self._lock:
-            return sum(len(t.docs) for t in self._resolve(target, must_exist=False))
+            return sum(len(t.docs) + len(t.rolled) for t in self._resolve(target, must_exist=False))
 
     def docs(self, target: str = "*") -> list[JsonObj]:
         """The ``_source`` of every stored document in ``target``, in write order per index."""
@@ -506,7 +593,7 @@ class EsStandin:
     def indices(self) -> list[str]:
         """Concrete index names (backing indices for data streams)."""
         with self._lock:
-            return sorted(t.concrete for t in self._targets.values())
+            return sorted(name for t in self._targets.values() for name in (*t.older, t.concrete))
 
     def reset(self) -> None:
         """Forget documents, recorded requests, counters and faults."""
@@ -542,6 +629,14 @@ class EsStandin:
         return web.Response(status=status, body=orjson.dumps(body), headers=out)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        declared = request.content_length
+        if self.too_large == "close" and declared is not None and declared > self.max_content_length:
+            # Dropped while the body is still coming in: the client sees the connection close, no status.
+            rec = RecordedRequest(request.method, request.path, dict(request.query),
+                                  {k.lower(): v for k, v in request.headers.items()}, b"", b"")
+            with self._lock:
+                self._requests.append(rec)
+            return self._reset_connection(request)
         raw = await request.content.read()
         rec = RecordedRequest(request.method, request.path, dict(request.query),
                               {k.lower(): v for k, v in request.headers.items()}, raw, raw)
@@ -553,11 +648,32 @@ class EsStandin:
         if hold_fault is not None and hold_fault.hold is not None:
             await self._wait_hold(hold_fault)
         delay = self._take_fault("delay", path)
-        if delay is not None:
+        if delay is not None and delay.cancel_on_hangup:
             await asyncio.sleep(delay.delay)
         if self._take_fault("reset", path) is not None:
             return self._reset_connection(request)
+        if delay is not None and not delay.cancel_on_hangup:
+            # ES carries a request out whether or not its client still waits: shielded from aiohttp's
+            # cancellation when the client hangs up, and kept referenced until it is done.
+            task = asyncio.ensure_future(self._answer_late(request, rec, delay.delay))
+            self._late_answers.add(task)
+            task.add_done_callback(self._late_answers.discard)
+            return await asyncio.shield(task)
+        return self._answer(request, rec)
 
+    async def _drop_late_answers(self) -> None:
+        """Answers still being delayed when the stand-in stops go nowhere (their requests were carried out)."""
+        for task in list(self._late_answers):
+            task.cancel()
+        await asyncio.gather(*self._late_answers, return_exceptions=True)
+
+    async def _answer_late(self, request: web.BaseRequest, rec: RecordedRequest, seconds: float) -> web.StreamResponse:
+        response = self._answer(request, rec)
+        await asyncio.sleep(seconds)
+        return response
+
+    def _answer(self, request: web.BaseRequest, rec: RecordedRequest) -> web.StreamResponse:
+        path, raw = request.path, rec.raw_body
         encoding = request.headers.get("Content-Encoding", "").lower()
         try:
             if encoding == "gzip":
@@ -567,6 +683,8 @@ class EsStandin:
         except (OSError, zlib.error, EOFError) as exc:
             return self._respond(request, rec, 400, es_error(400, "parse_exception", f"bad {encoding} body: {exc}"))
         if len(rec.body) > self.max_content_length or len(raw) > self.max_content_length:
+            if self.too_large == "close":
+                return self._reset_connection(request)
             rec.status = 413
             response = web.Response(status=413, body=b"")
             response.force_close()
@@ -576,6 +694,7 @@ class EsStandin:
         if unauthorized is not None:
             return self._respond(request, rec, 401, unauthorized,
                                  CIMultiDict([("WWW-Authenticate", v) for v in WWW_AUTHENTICATE]))
+        rec.principal = self._principal(request)
 
         injected = self._take_fault("status", path)
         if injected is not None:
@@ -592,7 +711,28 @@ class EsStandin:
             return self._respond(request, rec, 400, bad_media)
 
         status, body = self._route(request, rec)
+        if status == 200 and path.endswith("/_bulk"):
+            changed = self._hostile_answer(request, rec, body)
+            if changed is not None:
+                return changed
         return self._respond(request, rec, status, body)
+
+    def _hostile_answer(self, request: web.BaseRequest, rec: RecordedRequest, body: JsonObj) -> web.Response | None:
+        """What ``tamper_next`` / ``huge_answer_next`` send instead of a real bulk answer."""
+        headers = {PRODUCT_HEADER[0]: PRODUCT_HEADER[1], "Content-Type": "application/json"}
+        tamper = self._take_fault("tamper", request.path)
+        if tamper is not None and tamper.tamper is not None:
+            changed = tamper.tamper(body)
+            rec.status = 200
+            return web.Response(status=200, body=changed if isinstance(changed, bytes) else orjson.dumps(changed),
+                                headers=headers)
+        huge = self._take_fault("huge", request.path)
+        if huge is None:
+            return None
+        rec.status = 200
+        if huge.declared:
+            headers["Content-Length"] = str(huge.size)
+        return web.Response(status=200, body=_endless_items(huge.size), headers=headers)
 
     async def _wait_hold(self, fault: _Fault) -> None:
         assert fault.hold is not None
@@ -613,6 +753,17 @@ class EsStandin:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
         raise asyncio.CancelledError  # nothing is answered; aiohttp drops the request quietly
+
+    def _principal(self, request: web.BaseRequest) -> tuple[str, str] | None:
+        """Who an authenticated request comes from (``_check_auth`` has let it in)."""
+        if not self.security:
+            return None
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        try:
+            name = base64.b64decode(value, validate=True).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return ("api_key" if scheme.lower() == "apikey" else "user", name)
 
     def _check_auth(self, request: web.BaseRequest) -> JsonObj | None:
         if not self.security:
@@ -680,6 +831,14 @@ class EsStandin:
             if method not in ("POST", "PUT"):
                 return 405, self._bad_method(method, path, "POST, PUT")
             return self._bulk(rec, target)
+        if endpoint == "_rollover" and target is not None and method == "POST":
+            try:
+                with self._lock:
+                    return 200, self._rollover(target)
+            except _QueryError as exc:
+                return 404, es_error(404, exc.error_type, f"no such index [{exc.reason}]",
+                                     **{"resource.type": "index_or_alias", "resource.id": exc.reason,
+                                        "index_uuid": "_na_", "index": exc.reason})
         try:
             if endpoint == "_refresh" and method in ("GET", "POST"):
                 return 200, self._refresh(target)
@@ -738,6 +897,42 @@ class EsStandin:
                 "active_shards_percent_as_number": 50.0 if shards else 100.0}
 
     # ------------------------------------------------------------------ bulk
+
+    def _rollover(self, stream: str) -> JsonObj:
+        """A new write index for a data stream (caller holds the lock); ES's answer without conditions."""
+        target = self._targets.get(stream)
+        if target is None or not target.data_stream:
+            raise _QueryError("index_not_found_exception", stream)
+        old = target.concrete
+        target.generation += 1
+        day = dt.datetime.now(dt.UTC).strftime("%Y.%m.%d")
+        target.older.append(old)
+        target.rolled.extend(target.docs.values())
+        target.docs = {}
+        target.concrete = f".ds-{stream}-{day}-{target.generation:06d}"
+        target.uuid = _new_uuid()
+        return {"acknowledged": True, "shards_acknowledged": True, "old_index": old, "new_index": target.concrete,
+                "rolled_over": True, "dry_run": False, "lazy": False, "conditions": {}}
+
+    def _write_refused(self, name: str, principal: tuple[str, str] | None) -> tuple[int, JsonObj] | None:
+        """The per-item 403 of a missing write privilege, or the 404 of a denied auto-create (lock held)."""
+        exists = name in self._targets
+        if principal is not None and any(fnmatch.fnmatchcase(name, p) for p in self._denied.get(principal[1], ())):
+            kind, who = principal
+            action = "indices:data/write/bulk[s]" if exists else "indices:admin/auto_create"
+            granted = ("create_doc,create,delete,index,write,all" if exists
+                       else "auto_configure,create_index,manage,all")
+            subject = f"API key id [{who}] of user [{who}-owner]" if kind == "api_key" else (
+                f"user [{who}] with effective roles [{who}_role]")
+            return 403, {"type": "security_exception",
+                         "reason": f"action [{action}] is unauthorized for {subject} on indices [{name}], this "
+                                   f"action is granted by the index privileges [{granted}]"}
+        if not exists and not self.auto_create_index:
+            return 404, {"type": "index_not_found_exception",
+                         "reason": f"no such index [{name}] and [action.auto_create_index] is [false]",
+                         "resource.type": "index_expression", "resource.id": name, "index_uuid": "_na_",
+                         "index": name}
+        return None
 
     def _is_data_stream(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.data_stream_patterns)
@@ -821,7 +1016,8 @@ class EsStandin:
         ingest = False
         with self._lock:
             for action, meta, source_line in ops:
-                status, result, ran_pipeline = self._bulk_item(action, meta, source_line, path_index, rec.query)
+                status, result, ran_pipeline = self._bulk_item(action, meta, source_line, path_index, rec.query,
+                                                               rec.principal)
                 ingest = ingest or ran_pipeline
                 if "error" in result:  # ES writes status before error in failed items
                     result = {"_index": result["_index"], "_id": result["_id"], "status": status,
@@ -843,7 +1039,7 @@ class EsStandin:
         return 200, response
 
     def _bulk_item(self, action: str, meta: JsonObj, source_line: bytes | None, path_index: str | None,
-                   query: Mapping[str, str]) -> tuple[int, JsonObj, bool]:
+                   query: Mapping[str, str], principal: tuple[str, str] | None = None) -> tuple[int, JsonObj, bool]:
         """One bulk item, under the lock: ``(status, item body without status, ran an ingest pipeline)``."""
         name = str(meta.get("_index", path_index))
         doc_id: str | None = None if meta.get("_id") is None else str(meta["_id"])
@@ -857,6 +1053,10 @@ class EsStandin:
         if invalid is not None:
             return failure(400, {"type": "invalid_index_name_exception", "reason": invalid, "index_uuid": "_na_",
                                  "index": name})
+        if op != "delete":
+            refused = self._write_refused(name, principal)
+            if refused is not None:
+                return failure(*refused)
         is_ds = self._is_data_stream(name)
         if is_ds and op != "create":
             return failure(400, {"type": "illegal_argument_exception",
@@ -991,7 +1191,7 @@ class EsStandin:
     def _visible(self, expression: str | None, query: JsonObj | None) -> list[StoredDoc]:
         with self._lock:
             targets = self._resolve(expression)
-            docs = [d for t in targets for d in t.docs.values() if d.seq_no < t.visible_upto]
+            docs = [d for t in targets for d in t.all_docs() if d.seq_no < t.visible_upto]
         return [d for d in docs if query is None or _matches(query, d.source)]
 
     def _refresh(self, expression: str | None) -> JsonObj:
@@ -1142,6 +1342,18 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+async def _endless_items(size: int) -> AsyncIterator[bytes]:
+    """``size`` bytes of ``{"errors":false,"items":[{"create":{"status":201}},...`` in 64 KiB chunks."""
+    item = b'{"create":{"_index":"x","_id":"y","status":201}},'
+    chunk = b'{"errors":false,"items":[' + item * ((1 << 16) // len(item))
+    sent = 0
+    while sent < size:
+        part = chunk[: size - sent]
+        sent += len(part)
+        yield part
+        chunk = item * ((1 << 16) // len(item))
 
 
 def iter_failed(bulk_response: Mapping[str, Any]) -> Iterator[tuple[str, JsonObj]]:

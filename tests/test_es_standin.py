@@ -7,15 +7,17 @@ tell: the product check, bulk item shapes, data-stream rules, security, TLS and 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, TlsError
+from elastic_transport import ConnectionTimeout, SerializationError, TlsError
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
@@ -440,3 +442,153 @@ def test_held_request_does_not_block_others(es: EsStandin, client: Elasticsearch
         sender.join(timeout=5)
     assert outcome and outcome[0]["errors"] is False
     assert len(es.docs(STREAM)) == 1
+
+
+# ---------------------------------------------------------------------------- recorded answers of real ES 8
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "es8"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+def shape(value: Any) -> Any:
+    """Keys and JSON types, recursively (names, ids and dates differ between clusters)."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(v) for v in value[:1]]
+    return type(value).__name__
+
+
+def assert_like_recorded(name: str, answer: Any, http_status: int) -> None:
+    fixture = recorded(name)
+    expected = fixture.get("item", fixture.get("answer"))
+    assert http_status == fixture["http_status"]
+    assert shape(answer) == shape(expected)
+    if "reason_pattern" in fixture:
+        inner = next(iter(answer.values())) if "item" in fixture else answer
+        assert re.fullmatch(fixture["reason_pattern"], inner["error"]["reason"]), inner["error"]["reason"]
+
+
+def secured_client(es: EsStandin) -> Elasticsearch:
+    return Elasticsearch(es.url, basic_auth=("elastic", USERS["elastic"]), max_retries=0, request_timeout=5)
+
+
+def test_a_missing_write_privilege_is_a_403_item_like_es8() -> None:
+    with EsStandin(users={**USERS, "other": "pw"}) as es, secured_client(es) as client:
+        es.deny_writes("elastic", ("logs-*",))
+        answer = client.bulk(operations=[{"create": {"_index": STREAM, "_id": "a"}}, log_doc(1),
+                                         {"create": {"_index": "allowed", "_id": "b"}}, log_doc(2)])
+        denied, allowed = (next(iter(item.values())) for item in answer["items"])
+        assert answer.meta.status == 200 and answer["errors"] is True
+        assert (denied["status"], allowed["status"]) == (403, 201)
+        assert "indices:admin/auto_create" in denied["error"]["reason"]  # the stream did not exist yet
+        es.allow_writes("elastic")
+        client.bulk(operations=[{"create": {"_index": STREAM, "_id": "a"}}, log_doc(1)])
+        es.deny_writes("elastic")
+        answer = client.bulk(operations=[{"create": {"_index": STREAM, "_id": "c"}}, log_doc(3)])
+        assert_like_recorded("bulk_item_403_security_exception", answer["items"][0], answer.meta.status)
+        with Elasticsearch(es.url, basic_auth=("other", "pw"), max_retries=0) as other:  # others keep writing
+            assert other.bulk(operations=[{"create": {"_index": STREAM, "_id": "d"}}, log_doc(4)])["errors"] is False
+        es.allow_writes("elastic")
+        assert client.bulk(operations=[{"create": {"_index": STREAM, "_id": "c"}}, log_doc(3)])["errors"] is False
+        assert sorted(d.id for d in es.stored(STREAM)) == ["a", "c", "d"]
+
+
+def test_privileges_apply_to_api_keys_too() -> None:
+    with EsStandin(api_keys=API_KEYS) as es, Elasticsearch(es.url, api_key=("key-id-1", "s3cr3t-api-key"),
+                                                           max_retries=0) as client:
+        es.deny_writes("key-id-1")
+        answer = client.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(1)])
+        reason = answer["items"][0]["create"]["error"]["reason"]
+        assert answer["items"][0]["create"]["status"] == 403 and "API key id [key-id-1]" in reason
+    with EsStandin() as open_es, pytest.raises(RuntimeError):
+        open_es.deny_writes("anyone")  # no security, no privileges
+
+
+def test_auto_create_denied_is_a_404_item_like_es8() -> None:
+    with EsStandin(auto_create_index=False) as es, Elasticsearch(es.url, max_retries=0) as client:
+        answer = client.bulk(operations=[{"create": {"_index": STREAM, "_id": "1"}}, log_doc(1)])
+        assert_like_recorded("bulk_item_404_index_not_found", answer["items"][0], answer.meta.status)
+        assert es.data_streams() == []
+        es.auto_create_index = True
+        assert client.bulk(operations=[{"create": {"_index": STREAM, "_id": "1"}}, log_doc(1)])["errors"] is False
+        es.auto_create_index = False  # existing targets are written as before
+        assert client.bulk(operations=[{"create": {"_index": STREAM, "_id": "2"}}, log_doc(2)])["errors"] is False
+
+
+def test_a_duplicate_create_and_a_401_look_like_es8() -> None:
+    with EsStandin() as es, Elasticsearch(es.url, max_retries=0) as client:
+        ops = [{"create": {"_index": STREAM, "_id": "1"}}, log_doc(1)]
+        client.bulk(operations=ops)
+        answer = client.bulk(operations=ops)
+        assert_like_recorded("bulk_item_409_version_conflict", answer["items"][0], answer.meta.status)
+    with EsStandin(users=USERS) as es, Elasticsearch(es.url, max_retries=0) as anonymous:
+        with pytest.raises(AuthenticationException) as raised:
+            anonymous.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(1)])
+        assert_like_recorded("error_401_missing_credentials", raised.value.body, raised.value.status_code)
+
+
+def test_rollover_makes_a_new_write_index_where_old_ids_can_be_created_again(es: EsStandin,
+                                                                             client: Elasticsearch) -> None:
+    ops = [{"create": {"_index": STREAM, "_id": "same"}}, log_doc(1)]
+    client.bulk(operations=ops)
+    assert client.bulk(operations=ops)["items"][0]["create"]["status"] == 409
+    answer = client.indices.rollover(alias=STREAM)
+    assert_like_recorded("rollover_data_stream", answer.body, answer.meta.status)
+    assert answer["old_index"].endswith("-000001") and answer["new_index"].endswith("-000002")
+    item = client.bulk(operations=ops)["items"][0]["create"]  # as in ES: only the write index is checked
+    assert item["status"] == 201 and item["_index"] == answer["new_index"]
+    assert [d.backing_index for d in es.stored(STREAM)] == [answer["old_index"], answer["new_index"]]
+    assert es.backing_indices(STREAM) == [answer["old_index"], answer["new_index"]]
+    assert client.count(index=STREAM)["count"] == 2
+    with pytest.raises(NotFoundError):
+        client.indices.rollover(alias="logs-no-such-stream")
+
+
+def test_too_large_close_drops_the_connection_instead_of_a_413() -> None:
+    with EsStandin(max_content_length=1024, too_large="close") as es, Elasticsearch(es.url, max_retries=0) as client:
+        with pytest.raises(TransportConnectionError):
+            helpers.bulk(client, create_actions([log_doc(n, padding="x" * 100) for n in range(20)]))
+        assert es.bulk_requests[0].status is None and es.docs() == []
+        assert client.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(1)])["errors"] is False
+    with pytest.raises(ValueError):
+        EsStandin(too_large="maybe")
+
+
+def test_a_delayed_bulk_is_stored_even_when_the_client_hangs_up(es: EsStandin, client: Elasticsearch) -> None:
+    es.delay_next(1.0, path="_bulk")
+    with pytest.raises(ConnectionTimeout):
+        client.options(request_timeout=0.2).bulk(operations=[{"create": {"_index": STREAM, "_id": "1"}}, log_doc(1)])
+    assert es.count(STREAM) == 1  # carried out at once, as ES does
+    retry = client.bulk(operations=[{"create": {"_index": STREAM, "_id": "1"}}, log_doc(1)])
+    assert retry["items"][0]["create"]["status"] == 409
+    es.delay_next(1.0, path="_bulk", cancel_on_hangup=True)
+    with pytest.raises(ConnectionTimeout):
+        client.options(request_timeout=0.2).bulk(operations=[{"create": {"_index": STREAM, "_id": "2"}}, log_doc(2)])
+    wait_until(lambda: es.bulk_requests[-1].status is None, 5, message="the request to be dropped")
+    assert es.count(STREAM) == 1
+
+
+def test_tampered_and_huge_bulk_answers(es: EsStandin, client: Elasticsearch) -> None:
+    es.tamper_next(lambda answer: {**answer, "items": []})
+    assert es.pending_faults() == 1
+    assert client.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(1)])["items"] == []
+    assert es.pending_faults() == 0
+    assert es.count(STREAM) == 1  # carried out all the same
+    es.tamper_next(lambda answer: b"not json")
+    with pytest.raises(SerializationError):
+        client.bulk(operations=[{"create": {"_index": STREAM}}, log_doc(2)])
+    body = b'{"create":{"_index":"logs-docker-default"}}\n{"@timestamp":1}\n'
+    for declared in (False, True):
+        es.huge_answer_next(1 << 20, declared=declared)
+        request = urllib.request.Request(f"{es.url}/_bulk", data=body,
+                                         headers={"Content-Type": "application/x-ndjson"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            data = answer.read()
+            assert (answer.headers.get("Content-Length") == str(1 << 20)) is declared
+        assert len(data) == 1 << 20 and data.startswith(b'{"errors":false,"items":[{"create":')
+    assert es.count(STREAM) == 4

@@ -1,9 +1,13 @@
 """ContainerFeed: one shipping container's records turned into documents, and what Elasticsearch has of them.
 
 Records come from the local store in order. Each becomes a document, except the parts of a line dockerd split at
-16 KiB, which are joined back into one document (up to ``MAX_MESSAGE`` bytes, then cut and flagged). Every
-document carries the position after its last record; the feed acknowledges a position only once every document
-before it is done, so a restart resumes exactly after the last line Elasticsearch holds.
+16 KiB, which are joined back into one document (up to ``MAX_MESSAGE`` bytes, then cut and flagged). Parts join
+only with parts of their own stream and partial id: dockerd copies stdout and stderr separately, so a long stdout
+line and a long stderr line may interleave, with complete lines between their parts.
+
+The feed acknowledges a position only once every record before it is done, and never past the start of a line
+whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack, all its
+parts included (what it already has answers 409).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from shipper.encoder import Encoder
 
 Position = tuple[int, int]
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
+# A split line still open after this many later records is sent as it is (its remaining parts make a second
+# document): the acknowledgement waits at its start, and the shipper stops fetching at 20 000 unacknowledged
+# records (shipper/main.py MAX_BACKLOG), so an unfinished line must not hold the container's shipping for ever.
+MAX_GROUP_SPAN = 10_000
 
 
 @dataclass
@@ -38,6 +46,20 @@ class PendingDoc:
 
 
 @dataclass
+class _Group:
+    """The parts of one split line received so far."""
+
+    partial_id: str
+    start: Position
+    time_nano: int
+    source: str
+    opened_at: int  # ContainerFeed.records_seen when its first part came
+    end: Position = (0, 0)  # after its last part so far
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
 class ContainerFeed:
     container_id: str
     encode: Encoder
@@ -48,19 +70,26 @@ class ContainerFeed:
     lost_files: int = 0
     docs_total: int = 0
     joined_total: int = 0
+    groups_cut: int = 0  # split lines sent in two documents because their end came too late (MAX_GROUP_SPAN)
+    records_seen: int = 0
     acked: Position | None = None
+    done_to: Position | None = None  # the furthest end of a finished record or document
     acked_sent: Position | None = None
-    # document end position -> done, in the order the documents were made
-    inflight: OrderedDict[Position, bool] = field(default_factory=OrderedDict)
-    group: list[bytes] = field(default_factory=list)
-    group_start: Position | None = None
-    group_time: int = 0
-    group_source: str = ""
+    # Every record or split line by its start position, in position order: its end once done, None until then.
+    inflight: OrderedDict[Position, Position | None] = field(default_factory=OrderedDict)
+    # The start of each document on its way, by its end (``PendingDoc.end``, what ``done`` is given).
+    starts: dict[Position, Position] = field(default_factory=dict)
+    # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
+    groups: dict[str, _Group] = field(default_factory=dict)
     id_prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.id_prefix = id_prefix(self.container_id)
-    group_size: int = 0
+
+    @property
+    def group(self) -> bool:
+        """Whether a split line is open (its document is not made yet)."""
+        return bool(self.groups)
 
     def on_records(self, msg: Records) -> list[PendingDoc]:
         """Documents for the records in ``msg``; also moves ``next_pos``."""
@@ -74,81 +103,101 @@ class ContainerFeed:
             start, end = (generation, base + pos), (generation, base + pos + n + 2 * HEADER_SIZE)
             body = data[pos + HEADER_SIZE : pos + HEADER_SIZE + n]
             pos += n + 2 * HEADER_SIZE
+            self.records_seen += 1
             try:
                 entry = LogEntry.FromString(body)
             except DecodeError:
                 self.undecodable += 1
+                self.inflight[start] = end  # counted; nothing to send
                 continue
-            doc = self._add(entry, start, end)
-            if doc is not None:
-                docs.append(doc)
+            self._add(entry, start, end, docs)
+            self._cut_stale_groups(docs)
         self.next_pos = (msg.next_generation, msg.next_offset)
         self.stopped = msg.stopped
-        if msg.stopped and self.group:
+        if msg.stopped:
             # The container ended in the middle of a line (its output had no final newline).
-            docs.append(self._flush_group(self.next_pos))
+            for source in list(self.groups):
+                docs.append(self._flush_group(source))
         return docs
 
-    def _add(self, entry: LogEntry, start: Position, end: Position) -> PendingDoc | None:
+    def _add(self, entry: LogEntry, start: Position, end: Position, docs: list[PendingDoc]) -> None:
         if not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX):
-            self._skip(end)  # the local store's batch marker, not a line
-            return None
+            self.inflight[start] = end  # the local store's batch marker, not a line: done at once
+            return
         line = entry.line
         if not entry.partial:
-            return self._doc(start, end, entry.time_nano, entry.source, line[:-1] if line.endswith(b"\n") else line,
-                             False)
-        if not self.group:
-            self.group_start, self.group_time, self.group_source = start, entry.time_nano, entry.source
-        last = entry.partial_log_metadata.last
+            self.inflight[start] = None
+            docs.append(self._doc(start, end, entry.time_nano, entry.source,
+                                  line[:-1] if line.endswith(b"\n") else line, False))
+            return
+        meta = entry.partial_log_metadata
+        group = self.groups.get(entry.source)
+        if group is not None and group.partial_id != meta.id:
+            # A new line on this stream while the previous one never got its last part (e.g. dockerd restarted):
+            # the previous one is as complete as it will get.
+            docs.append(self._flush_group(entry.source))
+            group = None
+        if group is None:
+            group = self.groups[entry.source] = _Group(meta.id, start, entry.time_nano, entry.source,
+                                                       self.records_seen)
+            self.inflight[start] = None  # holds the acknowledgement at the line's start until its document is done
+        last = meta.last
         if last and line.endswith(b"\n"):
             line = line[:-1]
-        if self.group_size < MAX_MESSAGE:
-            self.group.append(line[: MAX_MESSAGE - self.group_size])
-        self.group_size += len(line)
-        return self._flush_group(end) if last else None
+        if group.size < MAX_MESSAGE:
+            group.parts.append(line[: MAX_MESSAGE - group.size])
+        group.size += len(line)
+        group.end = end
+        if last:
+            docs.append(self._flush_group(entry.source))
 
-    def _skip(self, end: Position) -> None:
-        """A record that makes no document: acknowledged as soon as everything before it is."""
-        if self.group:
-            return  # inside a split line: the line's document covers it
-        self.inflight[end] = True
+    def _cut_stale_groups(self, docs: list[PendingDoc]) -> None:
+        for source, group in list(self.groups.items()):
+            if self.records_seen - group.opened_at >= MAX_GROUP_SPAN:
+                self.groups_cut += 1
+                docs.append(self._flush_group(source))
 
-    def _flush_group(self, end: Position) -> PendingDoc:
-        assert self.group_start is not None
-        message = b"".join(self.group)
-        truncated = self.group_size > MAX_MESSAGE
-        self.joined_total += len(self.group) > 1
-        doc = self._doc(self.group_start, end, self.group_time, self.group_source, message, truncated)
-        self.group.clear()
-        self.group_size = 0
-        self.group_start = None
-        return doc
+    def _flush_group(self, source: str) -> PendingDoc:
+        group = self.groups.pop(source)
+        message = b"".join(group.parts)
+        self.joined_total += len(group.parts) > 1
+        return self._doc(group.start, group.end, group.time_nano, group.source, message, group.size > MAX_MESSAGE)
 
     def _doc(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
              truncated: bool) -> PendingDoc:
         index, pipeline, body = self.encode(time_nano, source, message, truncated)
-        self.inflight[end] = False
+        self.starts[end] = start
         self.docs_total += 1
         return PendingDoc(self.container_id, end, doc_id(self.id_prefix, start), index, body, pipeline)
 
     def done(self, end: Position) -> Position | None:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
-        if end in self.inflight:
-            self.inflight[end] = True
+        start = self.starts.pop(end, None)
+        if start is not None and start in self.inflight:
+            self.inflight[start] = end
         return self.advance()
 
     def advance(self) -> Position | None:
-        """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved."""
-        moved = None
+        """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved.
+
+        Every record before the first unfinished start is done, but a finished split line may end beyond that
+        start (another stream's line was open meanwhile): the acknowledgement is the smaller of the two."""
+        reached = self.done_to
         while self.inflight:
-            first, finished = next(iter(self.inflight.items()))
-            if not finished:
+            first_end = next(iter(self.inflight.values()))
+            if first_end is None:
                 break
             self.inflight.popitem(last=False)
-            moved = first
-        if moved is not None:
-            self.acked = moved
-        return moved
+            reached = first_end if reached is None else max(reached, first_end)
+        self.done_to = reached
+        if reached is None:
+            return None
+        if self.inflight:
+            reached = min(reached, next(iter(self.inflight)))
+        if self.acked is not None and reached <= self.acked:
+            return None
+        self.acked = reached
+        return reached
 
     @property
     def backlog(self) -> int:

@@ -1,10 +1,16 @@
-"""Document ids: deterministic per (container, position), distinct otherwise, and short."""
+"""ContainerFeed: document ids (deterministic per position, distinct otherwise, short), split lines joined per
+stream, and acknowledgements that never pass a line Elasticsearch may lack."""
 
 from __future__ import annotations
 
 import re
 
-from shipper.feed import doc_id, id_prefix
+import orjson
+
+from proto.entry_pb2 import LogEntry
+from proto.framing import encode_record, marker_record
+from proto.messages import Records
+from shipper.feed import MAX_GROUP_SPAN, ContainerFeed, PendingDoc, Position, doc_id, id_prefix
 
 A, B = "a" * 64, "b" * 64
 
@@ -21,3 +27,162 @@ def test_positions_and_containers_get_distinct_ids() -> None:
 def test_ids_are_short_and_url_safe() -> None:
     ident = doc_id(id_prefix(A), (2**31, 2**62))
     assert len(ident) <= 64 and re.fullmatch(r"[A-Za-z0-9_\-.]+", ident)
+
+
+# ---------------------------------------------------------------------------------------------------- split lines
+
+
+def _encode(time_nano: int, source: str, message: bytes, truncated: bool) -> tuple[str, str | None, bytes]:
+    return "idx", None, orjson.dumps({"stream": source, "message": message.decode(), "truncated": truncated})
+
+
+def _record(line: bytes, source: str = "stdout", partial_id: str = "", last: bool = False) -> bytes:
+    """A record as the reader stores it: complete lines and last parts end with "\\n"."""
+    e = LogEntry(source=source, time_nano=1, line=line)
+    if partial_id:
+        e.partial = True
+        e.partial_log_metadata.id = partial_id
+        e.partial_log_metadata.last = last
+    if not partial_id or last:
+        e.line += b"\n"
+    return encode_record(e.SerializeToString())
+
+
+def _feed_all(feed: ContainerFeed, records: list[bytes], stopped: bool = False) -> tuple[list[PendingDoc],
+                                                                                          list[Position]]:
+    """Feed ``records`` (from offset 0); the documents made and the start position of each record."""
+    data = b"".join(records)
+    starts, at = [], 0
+    for r in records:
+        starts.append((0, at))
+        at += len(r)
+    docs = feed.on_records(Records(A, 0, 0, 0, len(data), data, 0, stopped))
+    return docs, starts
+
+
+def _message(doc: PendingDoc) -> tuple[str, str]:
+    body = orjson.loads(doc.body)
+    return body["stream"], body["message"]
+
+
+def test_interleaved_split_lines_join_with_their_own_stream() -> None:
+    feed = ContainerFeed(A, _encode)
+    docs, _ = _feed_all(feed, [
+        _record(b"out-1.", "stdout", "p-out"),
+        _record(b"err-1.", "stderr", "p-err"),
+        _record(b"out-2", "stdout", "p-out", last=True),
+        _record(b"err-2", "stderr", "p-err", last=True),
+    ])
+    assert sorted(map(_message, docs)) == [("stderr", "err-1.err-2"), ("stdout", "out-1.out-2")]
+    assert feed.joined_total == 2
+
+
+def test_a_new_partial_id_on_a_stream_closes_the_unfinished_line() -> None:
+    feed = ContainerFeed(A, _encode)
+    docs, _ = _feed_all(feed, [
+        _record(b"lost-its-end.", "stdout", "first"),
+        _record(b"new-1.", "stdout", "second"),
+        _record(b"new-2", "stdout", "second", last=True),
+    ])
+    assert list(map(_message, docs)) == [("stdout", "lost-its-end."), ("stdout", "new-1.new-2")]
+
+
+def test_the_ack_never_passes_the_start_of_an_open_split_line() -> None:
+    feed = ContainerFeed(A, _encode)
+    docs, _ = _feed_all(feed, [
+        _record(b"part-1.", "stdout", "p"),
+        _record(b"a complete stderr line", "stderr"),
+    ])
+    (complete,) = docs
+    assert feed.done(complete.end) is None  # finished, but the open line before it is not
+    assert feed.acked is None
+    offset = len(_record(b"part-1.", "stdout", "p")) + len(_record(b"a complete stderr line", "stderr"))
+    last = _record(b"part-2", "stdout", "p", last=True)
+    (joined,) = feed.on_records(Records(A, 0, offset, 0, offset + len(last), last, 0, False))
+    assert _message(joined) == ("stdout", "part-1.part-2")
+    assert feed.done(joined.end) == joined.end == (0, offset + len(last))
+
+
+def test_the_ack_waits_for_an_interleaved_line_that_started_earlier() -> None:
+    feed = ContainerFeed(A, _encode)
+    docs, _ = _feed_all(feed, [
+        _record(b"a1.", "stdout", "a"),  # line A opens
+        _record(b"b1.", "stderr", "b"),  # line B opens...
+        _record(b"b2", "stderr", "b", last=True),  # ...and ends
+        _record(b"a2", "stdout", "a", last=True),  # A ends
+    ])
+    doc_b, doc_a = docs
+    assert _message(doc_a) == ("stdout", "a1.a2") and _message(doc_b) == ("stderr", "b1.b2")
+    assert feed.done(doc_b.end) is None  # A started first and is not done
+    assert feed.done(doc_a.end) == doc_a.end  # everything is done, up to A's end (the furthest record)
+
+
+def test_an_ack_stops_at_the_start_of_a_later_unfinished_line() -> None:
+    feed = ContainerFeed(A, _encode)
+    records = [
+        _record(b"a1.", "stdout", "a"),  # 0: line A opens
+        _record(b"b1.", "stderr", "b"),  # 1: line B opens
+        _record(b"a2", "stdout", "a", last=True),  # 2: A ends
+    ]
+    docs, starts = _feed_all(feed, records)
+    (doc_a,) = docs
+    # A is done and ends after B's start; B is still open: the ack may not pass B's first part.
+    assert feed.done(doc_a.end) == starts[1]
+    tail = _record(b"b2", "stderr", "b", last=True)
+    offset = sum(map(len, records))
+    (doc_b,) = feed.on_records(Records(A, 0, offset, 0, offset + len(tail), tail, 0, False))
+    assert _message(doc_b) == ("stderr", "b1.b2")
+    assert feed.done(doc_b.end) == (0, offset + len(tail))
+
+
+def test_a_restart_from_the_ack_gets_every_part_of_the_open_line() -> None:
+    """The lost-first-part bug: a complete line between two parts moved the ack past the line's start."""
+    records = [
+        _record(b"x" * 100, "stdout", "p"),
+        _record(b"complete", "stderr"),
+        _record(b"y" * 10, "stdout", "p", last=True),
+    ]
+    feed = ContainerFeed(A, _encode)
+    first = records[0] + records[1]
+    (complete,) = feed.on_records(Records(A, 0, 0, 0, len(first), first, 0, False))
+    acked = feed.done(complete.end) or (0, 0)  # then the shipper restarts, before the line's last part
+    data = b"".join(records)
+    replay = ContainerFeed(A, _encode)
+    docs = replay.on_records(Records(A, acked[0], acked[1], 0, len(data), data[acked[1]:], 0, False))
+    assert ("stdout", "x" * 100 + "y" * 10) in list(map(_message, docs))
+
+
+def test_markers_and_undecodable_records_inside_an_open_line_do_not_move_the_ack() -> None:
+    feed = ContainerFeed(A, _encode)
+    records = [
+        _record(b"a1.", "stdout", "a"),
+        marker_record("fifo", 7),
+        encode_record(b"\xff\xff\xff"),
+        _record(b"a2", "stdout", "a", last=True),
+    ]
+    docs, _ = _feed_all(feed, records)
+    assert feed.advance() is None and feed.undecodable == 1
+    (doc,) = docs
+    assert feed.done(doc.end) == (0, sum(map(len, records)))
+
+
+def test_a_line_whose_end_never_comes_does_not_hold_shipping_for_ever() -> None:
+    feed = ContainerFeed(A, _encode)
+    records = [_record(b"open.", "stdout", "forever")] + [_record(b"e%d" % i, "stderr")
+                                                           for i in range(MAX_GROUP_SPAN)]
+    docs, _ = _feed_all(feed, records)
+    assert feed.groups_cut == 1 and not feed.group
+    assert ("stdout", "open.") in list(map(_message, docs))
+    for doc in docs:
+        feed.done(doc.end)
+    assert feed.acked == (0, sum(map(len, records)))
+
+
+def test_stopped_container_flushes_each_open_stream() -> None:
+    feed = ContainerFeed(A, _encode)
+    records = [_record(b"out.", "stdout", "o"), _record(b"err.", "stderr", "e")]
+    docs, _ = _feed_all(feed, records, stopped=True)
+    assert sorted(map(_message, docs)) == [("stderr", "err."), ("stdout", "out.")]
+    for doc in docs:
+        feed.done(doc.end)
+    assert feed.acked == (0, sum(map(len, records))) and not feed.backlog

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from supervisor.logopts import LogOptionError
+from supervisor.logopts import LogOptionError, user_regex
 
 AGENT_TYPE = "elastic-logging-plugin"
 # What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.
@@ -155,7 +155,7 @@ def _select(source: Mapping[str, str], keys: tuple[str, ...], regex: str | None)
         if key in source:
             chosen[key] = source[key]
     if regex:
-        pattern = re.compile(regex)
+        pattern = user_regex(regex)  # RE2: linear time (this runs on the supervisor's loop at StartLogging)
         for key, value in source.items():
             if pattern.search(key):  # Go's MatchString: a match anywhere in the key
                 chosen[key] = value

@@ -29,7 +29,7 @@ from elastic_transport.client_utils import parse_cloud_id
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from supervisor.logopts import LogOptionError
+from supervisor.logopts import LogOptionError, shown_value
 
 log = logging.getLogger("elp.shipper")
 
@@ -39,6 +39,7 @@ _PEM_MARK = "-----BEGIN "
 _MAX_PEM_FILE = 4 << 20
 _PROXY_EXTRA = "elp.proxy_url"
 _warned_insecure: set[OutputConfig] = set()
+_warned_plain: set[OutputConfig] = set()
 
 
 class OutputConfigError(LogOptionError):
@@ -129,6 +130,11 @@ def make_client(config: OutputConfig) -> AsyncElasticsearch:
         _warned_insecure.add(config)
         log.warning("TLS certificates are not verified for %s (ssl.verification_mode=none): "
                     "anyone on the path can read and change the logs", config.describe())
+    plain = [h for h in config.hosts if h.startswith("http:")]
+    if plain and (config.username is not None or config.api_key is not None) and config not in _warned_plain:
+        _warned_plain.add(config)
+        log.warning("credentials for %s go over plain http:// to %s: anyone on the path can read them; use https://",
+                    config.describe(), ",".join(plain))
     extras = {_PROXY_EXTRA: config.proxy_url} if config.proxy_url else {}
     nodes = []
     for url in config.hosts:
@@ -212,13 +218,15 @@ def _normalise_host(value: str, option: str = "hosts") -> str:
         parts = urlsplit(raw)
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise OutputConfigError(f"log-opt {option!r}: {_redact_url(text)!r} has a bad port") from None
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r} has a bad port") from None
     if parts.username is not None or parts.password is not None:
         raise OutputConfigError(f"log-opt {option!r}: put credentials in 'user' and 'password', not in the URL")
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise OutputConfigError(f"log-opt {option!r}: {text!r} is not host:port or an http(s) URL")
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r} is not host:port or an http(s) URL")
     if parts.query or parts.fragment:
-        raise OutputConfigError(f"log-opt {option!r}: {text!r} must not have a query or fragment")
+        # Not echoed: a query is where a careless URL carries a key (?api_key=...).
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r}: a host URL must not have a query or "
+                                "fragment (not shown)")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return urlunsplit(SplitResult(parts.scheme, f"{host}:{port}", parts.path.rstrip("/"), "", ""))
 

@@ -224,10 +224,34 @@ def without_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub("***@", text)
 
 
+def shown_value(value: str, limit: int = 200) -> str:
+    """A non-secret option value as an error or a file may show it: the user-info of each comma-separated item
+    cut, with or without a scheme (``user:pw@proxy:3128`` -> ``***@proxy:3128``), a URL's query and fragment
+    dropped (``?api_key=...``), then cut at ``limit`` characters (after: a cut must not strip an "@" and leave a
+    password)."""
+    items = []
+    for item in value.split(","):
+        head, at, rest = item.rpartition("@")
+        if at:
+            scheme, sep, _ = head.partition("://")
+            item = f"{scheme}{sep}***@{rest}" if sep and "/" not in scheme else f"***@{rest}"
+        if "://" in item:
+            item = item.split("?", 1)[0].split("#", 1)[0]
+        items.append(item)
+    return ",".join(items)[:limit]
+
+
 def redacted_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Log-opts as they may be written where secrets must not go: secret options masked, URL credentials cut."""
-    return {name: "***" if name in SECRET_OPTIONS else without_credentials(value) if isinstance(value, str) else value
-            for name, value in config.items()}
+    return {name: "***" if name in SECRET_OPTIONS else _redacted(value) for name, value in config.items()}
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return shown_value(value, len(value))
+    if isinstance(value, tuple | list):  # a parsed list option (hosts)
+        return type(value)(_redacted(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -235,6 +259,10 @@ class LogOptions:
     """The validated options of one logger; ``values`` holds every option, defaults filled in."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The values hold passwords and keys: a repr ends up in logs and tracebacks.
+        return f"LogOptions({redacted_config(self.values)!r})"
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -264,7 +292,7 @@ def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
         try:
             values[opt.name] = opt.parse(value)
         except ValueError as exc:
-            shown = "the value given" if opt.secret else repr(without_credentials(value[:200]))
+            shown = "the value given" if opt.secret else repr(shown_value(value))
             raise LogOptionError(f"log-opt {opt.name!r}: {shown} {exc}") from None
     _check_combinations(values, raw)
     return LogOptions(values)

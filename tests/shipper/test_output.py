@@ -114,6 +114,18 @@ def test_validate_output_names_the_option(opts: dict[str, str], message: str) ->
     assert_no_secret(str(raised.value))
 
 
+@pytest.mark.parametrize("hosts", [
+    "http://es:9200/?api_key=s3cr3t-api-key",
+    "http://es:9200/#s3cr3t-api-key",
+    "ftp://es:9200/?api_key=s3cr3t-api-key",
+    "http://es:port/?api_key=s3cr3t-api-key",
+])
+def test_a_host_url_query_is_never_echoed(hosts: str) -> None:
+    with pytest.raises(OutputConfigError, match="'hosts'") as raised:
+        validate_output(options(hosts=hosts))
+    assert_no_secret(str(raised.value))
+
+
 def test_key_path_is_not_echoed(tmp_path: Path, tls: TlsFiles) -> None:
     with pytest.raises(OutputConfigError, match=r"'ssl\.key': cannot read the path given") as raised:
         validate_output(options(**{"hosts": "es", "ssl.certificate": str(tls.server_cert),
@@ -243,6 +255,17 @@ def test_no_verification_passes_and_warns_once(tls: TlsFiles, caplog: pytest.Log
     warnings = [r for r in caplog.records if r.name == "elp.shipper"]
     assert len(warnings) == 1
     assert "not verified" in warnings[0].getMessage() and es.url in warnings[0].getMessage()
+    assert_no_secret(caplog.text)
+
+
+@pytest.mark.parametrize("auth", [{"user": "elastic", "password": PASSWORD}, {"api_key": f"{API_ID}:{API_SECRET}"}])
+def test_credentials_over_plain_http_warn_once(auth: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="elp.shipper")
+    with EsStandin(users=USERS, api_keys={API_ID: API_SECRET}) as es:
+        assert info(config(**{"hosts": es.url, **auth})) == [OK]
+        assert info(config(**{"hosts": es.url, **auth})) == [OK]  # an equal config: no second warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "elp.shipper"]
+    assert len(warnings) == 1 and "plain http://" in warnings[0] and es.url in warnings[0]
     assert_no_secret(caplog.text)
 
 

@@ -362,3 +362,30 @@ def test_start_logging_with_a_catastrophic_regex_keeps_the_api_responsive(plugin
     finally:
         os.close(keep_open)
         fifo.unlink()
+
+
+# ---------------------------------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize("config", [
+    {"proxy_url": "proxy-user:pr0xy-s3cret@proxy:3128"},  # no scheme: not a URL, echoed
+    {"proxy_url": "ftp://proxy-user:pr0xy-s3cret@proxy:3128"},
+    {"max-size": "proxy-user:pr0xy-s3cret@10m"},
+    {"max-size": "x:pr0xy-s3cret" + "y" * 300 + "@10m"},  # the "@" beyond the 200 characters shown
+])
+def test_credentials_in_a_bad_value_are_never_echoed(config: dict[str, str]) -> None:
+    with pytest.raises(LogOptionError) as raised:
+        parse_log_options(config)
+    assert "pr0xy-s3cret" not in str(raised.value)
+    assert f"'{next(iter(config))}'" in str(raised.value)
+
+
+def test_log_options_repr_shows_no_secret() -> None:
+    opts = parse_log_options({"hosts": "https://es:9200", "user": "elastic", "password": "pa55-s3cret",
+                              "proxy_url": "http://proxy-user:pr0xy-s3cret@proxy:3128"})
+    key_opts = parse_log_options({"hosts": "https://es:9200", "api_key": "id:api-s3cret",
+                                  "ssl.certificate": "/c.pem", "ssl.key": "-----BEGIN KEY s3cret"})
+    text = repr(opts) + str(opts) + repr(key_opts) + f"{[key_opts]}"
+    for secret in ("pa55-s3cret", "pr0xy-s3cret", "api-s3cret", "BEGIN KEY"):
+        assert secret not in text
+    assert "elastic" in text and "proxy:3128" in text  # the rest stays readable

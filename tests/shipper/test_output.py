@@ -5,17 +5,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import TlsError
+from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError, AuthenticationException
 
-from shipper.output import OutputConfig, OutputConfigError, make_client, output_config, ssl_context, validate_output
+from shipper.output import (
+    MAX_CONNECTIONS_PER_NODE,
+    OutputConfig,
+    OutputConfigError,
+    make_client,
+    output_config,
+    ssl_context,
+    validate_output,
+)
 from supervisor.logopts import parse_log_options
 from tests.es_standin import EsStandin
 from tests.tls_certs import TlsFiles, make_tls_files
@@ -102,7 +114,7 @@ def test_hosts_are_normalised(hosts: str, expected: tuple[str, ...]) -> None:
     ({"hosts": "es", "cloud_auth": PASSWORD}, "'cloud_auth'"),
     ({"hosts": "es", "proxy_url": "socks5://proxy:1080"}, "'proxy_url'"),
     ({"hosts": "es", "ssl.certificate_authorities": "/nonexistent/ca.pem"},
-     "'ssl.certificate_authorities': cannot read '/nonexistent/ca.pem'"),
+     "'ssl.certificate_authorities': cannot use the path given"),
     ({"hosts": "es", "ssl.certificate_authorities": BAD_PEM},
      "'ssl.certificate_authorities': no usable PEM"),
     ({"hosts": "es", "ssl.certificate": "/nonexistent/c.pem", "ssl.key": "/nonexistent/k.pem"},
@@ -127,7 +139,7 @@ def test_a_host_url_query_is_never_echoed(hosts: str) -> None:
 
 
 def test_key_path_is_not_echoed(tmp_path: Path, tls: TlsFiles) -> None:
-    with pytest.raises(OutputConfigError, match=r"'ssl\.key': cannot read the path given") as raised:
+    with pytest.raises(OutputConfigError, match=r"'ssl\.key': cannot use the path given") as raised:
         validate_output(options(**{"hosts": "es", "ssl.certificate": str(tls.server_cert),
                                    "ssl.key": str(tmp_path / "secret-key-name.pem")}))
     assert "secret-key-name" not in str(raised.value)
@@ -305,3 +317,114 @@ def test_proxy_url_is_used() -> None:
     with EsStandin() as proxy:
         assert info(config(hosts="http://es.invalid:9200", proxy_url=proxy.url)) == [OK]
         assert proxy.requests[0].headers["host"] == "es.invalid:9200"
+
+
+# ---------------------------------------------------------------------------- ssl.* paths
+
+
+def _bad_paths(tmp: Path, pem: Path) -> dict[str, str]:
+    """Paths that must all be refused the same way, whatever they are."""
+    link = tmp / "link.pem"
+    link.symlink_to(pem)
+    fifo = tmp / "fifo.pem"
+    os.mkfifo(fifo)
+    big = tmp / "big.pem"
+    big.write_bytes(b"-" * ((4 << 20) + 1))
+    return {"missing": str(tmp / "missing.pem"), "link": str(link), "fifo": str(fifo), "device": "/dev/zero",
+            "directory": str(tmp), "too large": str(big), "nul": "a\x00b"}
+
+
+@pytest.mark.parametrize("option", ["ssl.certificate_authorities", "ssl.certificate", "ssl.key"])
+def test_ssl_paths_must_be_regular_files_and_every_refusal_reads_the_same(option: str, tmp_path: Path,
+                                                                           tls: TlsFiles) -> None:
+    pem = {"ssl.certificate_authorities": tls.ca_cert, "ssl.certificate": tls.server_cert,
+           "ssl.key": tls.server_key}[option]
+    pair = {"ssl.certificate": str(tls.server_cert), "ssl.key": str(tls.server_key)}
+    texts = set()
+    for what, path in _bad_paths(tmp_path, pem).items():
+        opts = {"hosts": "https://es:9200", **(pair if option != "ssl.certificate_authorities" else {}), option: path}
+        with pytest.raises(OutputConfigError, match=f"'{option}': cannot use the path given") as raised:
+            validate_output(options(**opts))
+        texts.add(str(raised.value))
+        assert path not in str(raised.value), what
+    assert len(texts) == 1  # nothing tells whether a file exists, or what it is
+    good = {"hosts": "https://es:9200", **(pair if option != "ssl.certificate_authorities" else {}), option: str(pem)}
+    validate_output(options(**good))
+
+
+def test_a_client_key_file_is_read_once_not_by_path_later(tmp_path: Path, tls: TlsFiles) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text(tls.server_key.read_text())
+    cfg = config(**{"hosts": "https://es:9200", "ssl.certificate": str(tls.server_cert), "ssl.key": str(key)})
+    key.unlink()  # swapped or removed after validation: the config holds the key it read
+    assert cfg.client_key is not None and "PRIVATE KEY" in cfg.client_key
+    ssl_context(cfg)
+
+
+def test_a_zero_timeout_is_refused() -> None:
+    with pytest.raises(OutputConfigError, match="'timeout': must be more than 0"):
+        validate_output(options(hosts="es", timeout="0s"))
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers; counts them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_silent_server_costs_a_timeout_even_without_a_request_timeout(silent: SilentServer) -> None:
+    """The headers must come within the output's timeout, also for a call that lifts its request timeout."""
+
+    async def call() -> BaseException | None:
+        client = make_client(config(hosts=silent.url, timeout="1s"))
+        try:
+            await asyncio.wait_for(client.options(request_timeout=None).info(), 15)
+        except (TransportConnectionError, ConnectionTimeout) as exc:
+            return exc
+        finally:
+            await client.close()
+        return None
+
+    started = time.monotonic()
+    assert asyncio.run(call()) is not None
+    assert time.monotonic() - started < 5
+
+
+def test_connections_per_node_are_capped(silent: SilentServer) -> None:
+    async def many() -> None:
+        client = make_client(config(hosts=silent.url, timeout="2s"))
+        try:
+            await asyncio.gather(*(client.info() for _ in range(10)), return_exceptions=True)
+        finally:
+            await client.close()
+
+    asyncio.run(many())
+    assert 1 <= len(silent.accepted) <= MAX_CONNECTIONS_PER_NODE

@@ -166,8 +166,12 @@ def kept_info(info: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, 
 
 def _env_map(entries: Any) -> dict[str, str]:
     env_map: dict[str, str] = {}
-    for entry in entries or ():
-        key, sep, value = str(entry).partition("=")
+    if not isinstance(entries, list | tuple):  # dockerd sends a list or null; anything else holds nothing we use
+        return env_map
+    for entry in entries:
+        if not isinstance(entry, str):
+            continue
+        key, sep, value = entry.partition("=")
         if sep:  # Docker ignores entries without "="
             env_map[key] = value
     return env_map

@@ -136,6 +136,12 @@ def test_kept_info_holds_only_what_the_plugin_reads(opts: dict[str, str], env: l
     assert meta(kept, **opts) == meta(full, **opts)
 
 
+@pytest.mark.parametrize("env", [None, 5, "A=1", {"A": "1"}, [1, None, "A=1"]])
+def test_kept_info_takes_any_environment_dockerd_could_send(env: Any) -> None:
+    kept = kept_info({**INFO, "ContainerEnv": env}, options(env="A"))
+    assert kept["ContainerEnv"] == (["A=1"] if isinstance(env, list) else [])
+
+
 @pytest.mark.parametrize(("reference", "expected"), [
     ("nginx", ImageRef("nginx", "latest", None)),
     ("nginx:1.25", ImageRef("nginx", "1.25", None)),

@@ -190,7 +190,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("cloud_auth", parse_text, None, "Elastic Cloud user:password", secret=True),
     Option("index", parse_text, "logs-docker-default", "target index or data stream; %{+yyyy.MM.dd} and %{[field]}"),
     Option("pipeline", parse_text, None, "ingest pipeline"),
-    Option("timeout", parse_duration, 90.0, "per-request timeout"),
+    Option("timeout", parse_duration, 90.0, "per-request timeout, response headers included (more than 0)"),
     Option("backoff_init", parse_duration, 1.0, "first retry delay"),
     Option("backoff_max", parse_duration, 60.0, "longest retry delay"),
     Option("max_retries", parse_retries, -1, "retries of a retryable failure; -1 = for ever"),
@@ -203,15 +203,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("tags", parse_list, (), "tags added to each document (comma list)"),
     Option("fields", parse_fields, (), "custom top-level fields, k=v,k2=v2"),
     Option("dead_letter_index", parse_text, None, "index for documents Elasticsearch rejects"),
-    Option("ssl.certificate_authorities", parse_text, None, "CA certificates: PEM text or a file path"),
+    Option("ssl.certificate_authorities", parse_text, None,
+           "CA certificates: PEM text or the path of a regular file (not a link)"),
     Option(
         "ssl.verification_mode",
         one_of("full", "certificate", "none"),
         "full",
         "TLS verification: full, certificate, none",
     ),
-    Option("ssl.certificate", parse_text, None, "client certificate: PEM text or a file path"),
-    Option("ssl.key", parse_text, None, "client key: PEM text or a file path", secret=True),
+    Option("ssl.certificate", parse_text, None,
+           "client certificate: PEM text or the path of a regular file (not a link)"),
+    Option("ssl.key", parse_text, None, "client key: PEM text or the path of a regular file (not a link)", secret=True),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
 SECRET_OPTIONS = frozenset(opt.name for opt in OPTIONS if opt.secret)

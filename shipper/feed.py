@@ -30,6 +30,8 @@ MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
 # document): the acknowledgement waits at its start, and the shipper stops fetching at 20 000 unacknowledged
 # records (shipper/main.py MAX_BACKLOG), so an unfinished line must not hold the container's shipping for ever.
 MAX_GROUP_SPAN = 10_000
+# dockerd writes two streams; a FIFO carrying other sources (bad input) must not hold a MiB per source name.
+MAX_OPEN_GROUPS = 4
 
 
 @dataclass
@@ -70,7 +72,7 @@ class ContainerFeed:
     lost_files: int = 0
     docs_total: int = 0
     joined_total: int = 0
-    groups_cut: int = 0  # split lines sent in two documents because their end came too late (MAX_GROUP_SPAN)
+    groups_cut: int = 0  # split lines sent before their end: too late (MAX_GROUP_SPAN) or too many (MAX_OPEN_GROUPS)
     records_seen: int = 0
     acked: Position | None = None
     done_to: Position | None = None  # the furthest end of a finished record or document
@@ -138,6 +140,10 @@ class ContainerFeed:
             docs.append(self._flush_group(entry.source))
             group = None
         if group is None:
+            if len(self.groups) >= MAX_OPEN_GROUPS:
+                oldest = min(self.groups.values(), key=lambda g: g.opened_at)
+                self.groups_cut += 1
+                docs.append(self._flush_group(oldest.source))
             group = self.groups[entry.source] = _Group(meta.id, start, entry.time_nano, entry.source,
                                                        self.records_seen)
             self.inflight[start] = None  # holds the acknowledgement at the line's start until its document is done

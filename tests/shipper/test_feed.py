@@ -10,7 +10,7 @@ import orjson
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_record, marker_record
 from proto.messages import Records
-from shipper.feed import MAX_GROUP_SPAN, ContainerFeed, PendingDoc, Position, doc_id, id_prefix
+from shipper.feed import MAX_GROUP_SPAN, MAX_OPEN_GROUPS, ContainerFeed, PendingDoc, Position, doc_id, id_prefix
 
 A, B = "a" * 64, "b" * 64
 
@@ -186,3 +186,15 @@ def test_stopped_container_flushes_each_open_stream() -> None:
     for doc in docs:
         feed.done(doc.end)
     assert feed.acked == (0, sum(map(len, records))) and not feed.backlog
+
+
+def test_open_split_lines_are_bounded_whatever_the_sources() -> None:
+    """Bad input may carry any source name: at most MAX_OPEN_GROUPS lines are held open, the oldest goes first."""
+    feed = ContainerFeed(A, _encode)
+    records = [_record(b"part of %d." % i, f"src-{i}", f"p{i}") for i in range(MAX_OPEN_GROUPS + 2)]
+    docs, _ = _feed_all(feed, records)
+    assert len(feed.groups) == MAX_OPEN_GROUPS and feed.groups_cut == 2
+    assert list(map(_message, docs)) == [("src-0", "part of 0."), ("src-1", "part of 1.")]
+    for doc in docs:
+        feed.done(doc.end)
+    assert feed.acked == (0, len(records[0]) + len(records[1]))  # up to the oldest line still open

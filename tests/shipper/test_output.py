@@ -419,12 +419,21 @@ def test_a_silent_server_costs_a_timeout_even_without_a_request_timeout(silent: 
 
 
 def test_connections_per_node_are_capped(silent: SilentServer) -> None:
-    async def many() -> None:
-        client = make_client(config(hosts=silent.url, timeout="2s"))
+    """Ten calls at once on one node: two connections, the other calls wait for one (none times out here)."""
+
+    async def many() -> int:
+        client = make_client(config(hosts=silent.url, timeout="60s"))
+        calls = [asyncio.ensure_future(client.info()) for _ in range(10)]
         try:
-            await asyncio.gather(*(client.info() for _ in range(10)), return_exceptions=True)
+            deadline = time.monotonic() + 10
+            while len(silent.accepted) < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)  # not a sync: time for uncapped calls to open their own connections
+            return len(silent.accepted)
         finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
             await client.close()
 
-    asyncio.run(many())
-    assert 1 <= len(silent.accepted) <= MAX_CONNECTIONS_PER_NODE
+    assert 1 <= asyncio.run(many()) <= MAX_CONNECTIONS_PER_NODE

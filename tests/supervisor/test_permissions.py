@@ -3,12 +3,15 @@ that its documents do not carry (the real supervisor, driven as dockerd drives i
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from proto.framing import encode_frame
+from proto.entry_pb2 import LogEntry
+from proto.framing import encode_frame, encode_record
+from supervisor.logopts import parse_log_options
 from tests.conftest import RunningPlugin, start_plugin, wait_until
 from tests.dockerd_driver import PluginClient, entry, make_info, new_container_id
 from tests.es_standin import EsStandin
@@ -72,5 +75,28 @@ def test_a_data_dir_an_older_version_left_open_is_taken_back(short_tmp: Path) ->
         assert open_to_others(data) == []
         assert "now private to the plugin" in plugin.log_text()
         assert PluginClient(plugin.socket_path).request("/stats", None, method="GET")[0] == 200
+    finally:
+        plugin.stop()
+
+
+def test_files_an_older_version_wrote_lose_the_secrets_on_start(short_tmp: Path) -> None:
+    """A stopped container still owing lines to Elasticsearch: its shipping config, written by an older version
+    with the whole Info, is rewritten with only what the plugin reads."""
+    container_id = new_container_id()
+    data = short_tmp / "data"
+    folder = data / "containers" / container_id
+    folder.mkdir(parents=True)
+    line = LogEntry(source="stdout", time_nano=1, line=b"owed to Elasticsearch\n")
+    (folder / "container.log").write_bytes(encode_record(line.SerializeToString()))
+    options = dict(parse_log_options({"hosts": "http://127.0.0.1:9"}).values)  # nobody listens: stays owed
+    info = make_info(container_id)
+    info["ContainerEnv"] = [f"DB_PASSWORD={ENV_SECRET}"]
+    (data / "shipper").mkdir()
+    config = data / "shipper" / f"{container_id}.json"
+    config.write_text(json.dumps({"info": info, "options": options}))
+    plugin = start_plugin(short_tmp)
+    try:
+        wait_until(lambda: ENV_SECRET not in config.read_text(), 20, message="the shipping config rewritten")
+        assert json.loads(config.read_text())["info"]["ContainerID"] == container_id
     finally:
         plugin.stop()

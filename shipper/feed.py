@@ -77,10 +77,11 @@ class ContainerFeed:
     acked: Position | None = None
     done_to: Position | None = None  # the furthest end of a finished record or document
     acked_sent: Position | None = None
-    # Every record or split line by its start position, in position order: its end once done, None until then.
-    inflight: OrderedDict[Position, Position | None] = field(default_factory=OrderedDict)
-    # The start of each document on its way, by its end (``PendingDoc.end``, what ``done`` is given).
-    starts: dict[Position, Position] = field(default_factory=dict)
+    # document end position -> done, in the order the documents were made (records that make no document too)
+    inflight: OrderedDict[Position, bool] = field(default_factory=OrderedDict)
+    # The start of each split line's document not done yet, by its end: records of other lines lie between its
+    # parts, so the acknowledgement must not pass its start even when they are done.
+    joined_starts: dict[Position, Position] = field(default_factory=dict)
     # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
     groups: dict[str, _Group] = field(default_factory=dict)
     id_prefix: str = field(init=False)
@@ -110,10 +111,11 @@ class ContainerFeed:
                 entry = LogEntry.FromString(body)
             except DecodeError:
                 self.undecodable += 1
-                self.inflight[start] = end  # counted; nothing to send
+                self.inflight[end] = True  # counted; nothing to send
                 continue
             self._add(entry, start, end, docs)
-            self._cut_stale_groups(docs)
+            if self.groups:
+                self._cut_stale_groups(docs)
         self.next_pos = (msg.next_generation, msg.next_offset)
         self.stopped = msg.stopped
         if msg.stopped:
@@ -124,11 +126,10 @@ class ContainerFeed:
 
     def _add(self, entry: LogEntry, start: Position, end: Position, docs: list[PendingDoc]) -> None:
         if not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX):
-            self.inflight[start] = end  # the local store's batch marker, not a line: done at once
+            self.inflight[end] = True  # the local store's batch marker, not a line: done at once
             return
         line = entry.line
         if not entry.partial:
-            self.inflight[start] = None
             docs.append(self._doc(start, end, entry.time_nano, entry.source,
                                   line[:-1] if line.endswith(b"\n") else line, False))
             return
@@ -146,7 +147,6 @@ class ContainerFeed:
                 docs.append(self._flush_group(oldest.source))
             group = self.groups[entry.source] = _Group(meta.id, start, entry.time_nano, entry.source,
                                                        self.records_seen)
-            self.inflight[start] = None  # holds the acknowledgement at the line's start until its document is done
         last = meta.last
         if last and line.endswith(b"\n"):
             line = line[:-1]
@@ -167,39 +167,42 @@ class ContainerFeed:
         group = self.groups.pop(source)
         message = b"".join(group.parts)
         self.joined_total += len(group.parts) > 1
+        self.joined_starts[group.end] = group.start
         return self._doc(group.start, group.end, group.time_nano, group.source, message, group.size > MAX_MESSAGE)
 
     def _doc(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
              truncated: bool) -> PendingDoc:
         index, pipeline, body = self.encode(time_nano, source, message, truncated)
-        self.starts[end] = start
+        self.inflight[end] = False
         self.docs_total += 1
         return PendingDoc(self.container_id, end, doc_id(self.id_prefix, start), index, body, pipeline)
 
     def done(self, end: Position) -> Position | None:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
-        start = self.starts.pop(end, None)
-        if start is not None and start in self.inflight:
-            self.inflight[start] = end
+        if end in self.inflight:
+            self.inflight[end] = True
+        if self.joined_starts:
+            self.joined_starts.pop(end, None)
         return self.advance()
 
     def advance(self) -> Position | None:
         """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved.
 
-        Every record before the first unfinished start is done, but a finished split line may end beyond that
-        start (another stream's line was open meanwhile): the acknowledgement is the smaller of the two."""
+        Everything before the furthest finished end is done, except the split lines still open or on their way:
+        the acknowledgement stops at the first of their starts."""
         reached = self.done_to
         while self.inflight:
-            first_end = next(iter(self.inflight.values()))
-            if first_end is None:
+            first, finished = next(iter(self.inflight.items()))
+            if not finished:
                 break
             self.inflight.popitem(last=False)
-            reached = first_end if reached is None else max(reached, first_end)
+            # A line cut before its end is made after records that follow it: keep the furthest.
+            reached = first if reached is None or first > reached else reached
         self.done_to = reached
         if reached is None:
             return None
-        if self.inflight:
-            reached = min(reached, next(iter(self.inflight)))
+        if self.groups or self.joined_starts:
+            reached = min(reached, *(g.start for g in self.groups.values()), *self.joined_starts.values())
         if self.acked is not None and reached <= self.acked:
             return None
         self.acked = reached

@@ -27,8 +27,8 @@ from shipper.encoder import Encoder
 Position = tuple[int, int]
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
 # A split line still open after this many later records is sent as it is (its remaining parts make a second
-# document): the acknowledgement waits at its start, and the shipper stops fetching at 20 000 unacknowledged
-# records (shipper/main.py MAX_BACKLOG), so an unfinished line must not hold the container's shipping for ever.
+# document): the acknowledgement waits at its start, so a line whose end never comes would hold the container's
+# cursor for ever (a restart would replay everything since, and the local store would never see it shipped).
 MAX_GROUP_SPAN = 10_000
 # dockerd writes two streams; a FIFO carrying other sources (bad input) must not hold a MiB per source name.
 MAX_OPEN_GROUPS = 4

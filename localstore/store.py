@@ -47,11 +47,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# What info.json keeps of dockerd's Info: nothing reads it back, it tells an operator whose logs a folder holds.
+_INFO_JSON_KEYS = ("ContainerID", "ContainerName", "ContainerImageID", "ContainerImageName", "ContainerCreated",
+                   "ContainerLabels", "DaemonName", "Config")
+
+
 def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
-    """dockerd's Info for info.json: its Config holds the log-opts, passwords and keys included, which only the
-    shipper needs (and keeps in its own 0600 files)."""
+    """dockerd's Info for info.json, without what may hold other people's secrets: the environment and the
+    command line are left out, and the log-opts (Config) keep their secrets masked (only the shipper needs them,
+    in its own 0600 files)."""
+    kept = {key: info[key] for key in _INFO_JSON_KEYS if key in info}
     config = info.get("Config")
-    return {**info, "Config": redacted_config(config)} if isinstance(config, dict) else info
+    if isinstance(config, dict):
+        kept["Config"] = redacted_config(config)
+    return kept
 
 
 MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
@@ -187,7 +196,7 @@ class ContainerLog:
                 path,
             )
             os.truncate(path, good)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = good
 
     def append(self, records: bytes) -> None:
@@ -238,7 +247,7 @@ class ContainerLog:
         self.generation += 1
         self.rotations += 1
         self.save_state()
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = 0
         if compress_src is not None:
             self._compress_later(self.generation - 1, compress_src)

@@ -1,5 +1,7 @@
 """A cap on how much of an answer the shipper reads: a buggy or hostile server cannot fill its memory.
 
+The shipper's aiohttp node (``shipper/output.py``) builds its session with ``response_class=BoundedResponse``.
+
 elastic-transport reads every answer whole (``ClientResponse.read()``) before the client parses it. The biggest
 honest bulk answer is a few hundred bytes per document (an error item with a long reason, 1,600 documents by
 default: about 2 MB), so ``MAX_ANSWER`` leaves a wide margin; an answer beyond it fails the request as a
@@ -9,7 +11,6 @@ connection error naming the cause, and the shipper sends a smaller bulk.
 from __future__ import annotations
 
 import aiohttp
-from elastic_transport import AiohttpHttpNode
 
 MAX_ANSWER = 32 << 20
 _CHUNK = 1 << 16
@@ -42,12 +43,3 @@ class BoundedResponse(aiohttp.ClientResponse):
             self._body = b"".join(chunks)
         return await super().read()
 
-
-class BoundedNode(AiohttpHttpNode):
-    """elastic-transport's aiohttp node, reading answers through ``BoundedResponse``."""
-
-    def _create_aiohttp_session(self) -> None:
-        super()._create_aiohttp_session()
-        # The parent builds the session without a hook for it; response_class is what ClientSession(
-        # response_class=...) sets (tests/shipper/test_bulk_hostile.py checks that the cap holds).
-        self.session._response_class = BoundedResponse  # type: ignore[union-attr]

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from supervisor.logopts import LogOptionError
+from supervisor.logopts import LogOptionError, user_regex
 
 AGENT_TYPE = "elastic-logging-plugin"
 # What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.
@@ -126,11 +126,7 @@ def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_nam
     Raises ``LogOptionError`` for a custom field that collides with the plugin's fields or with another one.
     """
     labels = _select(info.get("ContainerLabels") or {}, options.get("labels") or (), options.get("labels-regex"))
-    env_map: dict[str, str] = {}
-    for entry in info.get("ContainerEnv") or ():
-        key, sep, value = entry.partition("=")
-        if sep:  # Docker ignores entries without "="
-            env_map[key] = value
+    env_map = _env_map(info.get("ContainerEnv"))
     env = _select(env_map, options.get("env") or (), options.get("env-regex"))
     custom = tuple(options.get("fields") or ())
     _check_custom(custom)
@@ -149,17 +145,52 @@ def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_nam
     )
 
 
-def _select(source: Mapping[str, str], keys: tuple[str, ...], regex: str | None) -> tuple[tuple[str, str], ...]:
+# The parts of dockerd's Info the plugin reads back (documents, index/pipeline templates, stats, re-attach). The
+# rest (ContainerArgs, ContainerEntrypoint, the environment not asked for) is not kept in memory or on disk: it
+# often holds other people's secrets.
+_KEPT_INFO = ("ContainerID", "ContainerName", "ContainerImageID", "ContainerImageName", "ContainerCreated",
+              "ContainerLabels", "DaemonName", "LogPath", "Config")
+
+
+def kept_info(info: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """dockerd's ``Info`` reduced to what the plugin uses: ``ContainerEnv`` keeps only the variables that
+    ``env``/``env-regex`` put in the documents. Idempotent, so a re-attached logger's saved Info passes again."""
+    kept = {key: info[key] for key in _KEPT_INFO if key in info}
+    if "ContainerEnv" in info:
+        env_map = _env_map(info["ContainerEnv"])
+        selected = {key for key, _ in _select(env_map, options.get("env") or (), options.get("env-regex"),
+                                              dedot=False)}
+        kept["ContainerEnv"] = [f"{key}={value}" for key, value in env_map.items() if key in selected]
+    return kept
+
+
+def _env_map(entries: Any) -> dict[str, str]:
+    env_map: dict[str, str] = {}
+    if not isinstance(entries, list | tuple):  # dockerd sends a list or null; anything else holds nothing we use
+        return env_map
+    for entry in entries:
+        if not isinstance(entry, str):
+            continue
+        key, sep, value = entry.partition("=")
+        if sep:  # Docker ignores entries without "="
+            env_map[key] = value
+    return env_map
+
+
+def _select(source: Mapping[str, str], keys: tuple[str, ...], regex: str | None,
+            dedot: bool = True) -> tuple[tuple[str, str], ...]:
     chosen: dict[str, str] = {}
     for key in keys:
         if key in source:
             chosen[key] = source[key]
     if regex:
-        pattern = re.compile(regex)
+        pattern = user_regex(regex)  # RE2: linear time (this runs on the supervisor's loop at StartLogging)
         for key, value in source.items():
             if pattern.search(key):  # Go's MatchString: a match anywhere in the key
                 chosen[key] = value
     # ECS (and Elastic's plugin, DeDotLabels) replaces dots: "com.docker.x" would otherwise become an object path.
+    if not dedot:
+        return tuple((key, str(value)) for key, value in chosen.items())
     return tuple((key.replace(".", "_"), str(value)) for key, value in chosen.items())
 
 

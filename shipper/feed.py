@@ -1,9 +1,13 @@
 """ContainerFeed: one shipping container's records turned into documents, and what Elasticsearch has of them.
 
 Records come from the local store in order. Each becomes a document, except the parts of a line dockerd split at
-16 KiB, which are joined back into one document (up to ``MAX_MESSAGE`` bytes, then cut and flagged). Every
-document carries the position after its last record; the feed acknowledges a position only once every document
-before it is done, so a restart resumes exactly after the last line Elasticsearch holds.
+16 KiB, which are joined back into one document (up to ``MAX_MESSAGE`` bytes, then cut and flagged). Parts join
+only with parts of their own stream and partial id: dockerd copies stdout and stderr separately, so a long stdout
+line and a long stderr line may interleave, with complete lines between their parts.
+
+The feed acknowledges a position only once every record before it is done, and never past the start of a line
+whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack, all its
+parts included (what it already has answers 409).
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from shipper.encoder import Encoder
 
 Position = tuple[int, int]
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
+# A split line still open after this many later records is sent as it is (its remaining parts make a second
+# document): the acknowledgement waits at its start, so a line whose end never comes would hold the container's
+# cursor for ever (a restart would replay everything since, and the local store would never see it shipped).
+MAX_GROUP_SPAN = 10_000
+# dockerd writes two streams; a FIFO carrying other sources (bad input) must not hold a MiB per source name.
+MAX_OPEN_GROUPS = 4
 
 
 @dataclass
@@ -38,6 +48,20 @@ class PendingDoc:
 
 
 @dataclass
+class _Group:
+    """The parts of one split line received so far."""
+
+    partial_id: str
+    start: Position
+    time_nano: int
+    source: str
+    opened_at: int  # ContainerFeed.records_seen when its first part came
+    end: Position = (0, 0)  # after its last part so far
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
 class ContainerFeed:
     container_id: str
     encode: Encoder
@@ -48,19 +72,27 @@ class ContainerFeed:
     lost_files: int = 0
     docs_total: int = 0
     joined_total: int = 0
+    groups_cut: int = 0  # split lines sent before their end: too late (MAX_GROUP_SPAN) or too many (MAX_OPEN_GROUPS)
+    records_seen: int = 0
     acked: Position | None = None
+    done_to: Position | None = None  # the furthest end of a finished record or document
     acked_sent: Position | None = None
-    # document end position -> done, in the order the documents were made
+    # document end position -> done, in the order the documents were made (records that make no document too)
     inflight: OrderedDict[Position, bool] = field(default_factory=OrderedDict)
-    group: list[bytes] = field(default_factory=list)
-    group_start: Position | None = None
-    group_time: int = 0
-    group_source: str = ""
+    # The start of each split line's document not done yet, by its end: records of other lines lie between its
+    # parts, so the acknowledgement must not pass its start even when they are done.
+    joined_starts: dict[Position, Position] = field(default_factory=dict)
+    # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
+    groups: dict[str, _Group] = field(default_factory=dict)
     id_prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.id_prefix = id_prefix(self.container_id)
-    group_size: int = 0
+
+    @property
+    def group(self) -> bool:
+        """Whether a split line is open (its document is not made yet)."""
+        return bool(self.groups)
 
     def on_records(self, msg: Records) -> list[PendingDoc]:
         """Documents for the records in ``msg``; also moves ``next_pos``."""
@@ -74,55 +106,69 @@ class ContainerFeed:
             start, end = (generation, base + pos), (generation, base + pos + n + 2 * HEADER_SIZE)
             body = data[pos + HEADER_SIZE : pos + HEADER_SIZE + n]
             pos += n + 2 * HEADER_SIZE
+            self.records_seen += 1
             try:
                 entry = LogEntry.FromString(body)
             except DecodeError:
                 self.undecodable += 1
+                self.inflight[end] = True  # counted; nothing to send
                 continue
-            doc = self._add(entry, start, end)
-            if doc is not None:
-                docs.append(doc)
+            self._add(entry, start, end, docs)
+            if self.groups:
+                self._cut_stale_groups(docs)
         self.next_pos = (msg.next_generation, msg.next_offset)
         self.stopped = msg.stopped
-        if msg.stopped and self.group:
+        if msg.stopped:
             # The container ended in the middle of a line (its output had no final newline).
-            docs.append(self._flush_group(self.next_pos))
+            for source in list(self.groups):
+                docs.append(self._flush_group(source))
         return docs
 
-    def _add(self, entry: LogEntry, start: Position, end: Position) -> PendingDoc | None:
+    def _add(self, entry: LogEntry, start: Position, end: Position, docs: list[PendingDoc]) -> None:
         if not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX):
-            self._skip(end)  # the local store's batch marker, not a line
-            return None
+            self.inflight[end] = True  # the local store's batch marker, not a line: done at once
+            return
         line = entry.line
         if not entry.partial:
-            return self._doc(start, end, entry.time_nano, entry.source, line[:-1] if line.endswith(b"\n") else line,
-                             False)
-        if not self.group:
-            self.group_start, self.group_time, self.group_source = start, entry.time_nano, entry.source
-        last = entry.partial_log_metadata.last
+            docs.append(self._doc(start, end, entry.time_nano, entry.source,
+                                  line[:-1] if line.endswith(b"\n") else line, False))
+            return
+        meta = entry.partial_log_metadata
+        group = self.groups.get(entry.source)
+        if group is not None and group.partial_id != meta.id:
+            # A new line on this stream while the previous one never got its last part (e.g. dockerd restarted):
+            # the previous one is as complete as it will get.
+            docs.append(self._flush_group(entry.source))
+            group = None
+        if group is None:
+            if len(self.groups) >= MAX_OPEN_GROUPS:
+                oldest = min(self.groups.values(), key=lambda g: g.opened_at)
+                self.groups_cut += 1
+                docs.append(self._flush_group(oldest.source))
+            group = self.groups[entry.source] = _Group(meta.id, start, entry.time_nano, entry.source,
+                                                       self.records_seen)
+        last = meta.last
         if last and line.endswith(b"\n"):
             line = line[:-1]
-        if self.group_size < MAX_MESSAGE:
-            self.group.append(line[: MAX_MESSAGE - self.group_size])
-        self.group_size += len(line)
-        return self._flush_group(end) if last else None
+        if group.size < MAX_MESSAGE:
+            group.parts.append(line[: MAX_MESSAGE - group.size])
+        group.size += len(line)
+        group.end = end
+        if last:
+            docs.append(self._flush_group(entry.source))
 
-    def _skip(self, end: Position) -> None:
-        """A record that makes no document: acknowledged as soon as everything before it is."""
-        if self.group:
-            return  # inside a split line: the line's document covers it
-        self.inflight[end] = True
+    def _cut_stale_groups(self, docs: list[PendingDoc]) -> None:
+        for source, group in list(self.groups.items()):
+            if self.records_seen - group.opened_at >= MAX_GROUP_SPAN:
+                self.groups_cut += 1
+                docs.append(self._flush_group(source))
 
-    def _flush_group(self, end: Position) -> PendingDoc:
-        assert self.group_start is not None
-        message = b"".join(self.group)
-        truncated = self.group_size > MAX_MESSAGE
-        self.joined_total += len(self.group) > 1
-        doc = self._doc(self.group_start, end, self.group_time, self.group_source, message, truncated)
-        self.group.clear()
-        self.group_size = 0
-        self.group_start = None
-        return doc
+    def _flush_group(self, source: str) -> PendingDoc:
+        group = self.groups.pop(source)
+        message = b"".join(group.parts)
+        self.joined_total += len(group.parts) > 1
+        self.joined_starts[group.end] = group.start
+        return self._doc(group.start, group.end, group.time_nano, group.source, message, group.size > MAX_MESSAGE)
 
     def _doc(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
              truncated: bool) -> PendingDoc:
@@ -135,20 +181,32 @@ class ContainerFeed:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
         if end in self.inflight:
             self.inflight[end] = True
+        if self.joined_starts:
+            self.joined_starts.pop(end, None)
         return self.advance()
 
     def advance(self) -> Position | None:
-        """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved."""
-        moved = None
+        """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved.
+
+        Everything before the furthest finished end is done, except the split lines still open or on their way:
+        the acknowledgement stops at the first of their starts."""
+        reached = self.done_to
         while self.inflight:
             first, finished = next(iter(self.inflight.items()))
             if not finished:
                 break
             self.inflight.popitem(last=False)
-            moved = first
-        if moved is not None:
-            self.acked = moved
-        return moved
+            # A line cut before its end is made after records that follow it: keep the furthest.
+            reached = first if reached is None or first > reached else reached
+        self.done_to = reached
+        if reached is None:
+            return None
+        if self.groups or self.joined_starts:
+            reached = min(reached, *(g.start for g in self.groups.values()), *self.joined_starts.values())
+        if self.acked is not None and reached <= self.acked:
+            return None
+        self.acked = reached
+        return reached
 
     @property
     def backlog(self) -> int:

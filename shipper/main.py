@@ -33,6 +33,7 @@ from proto.messages import (
     stats_report,
 )
 from shipper.bulk import BulkShipper
+from shipper.documents import kept_info
 from shipper.encoder import Encoder, build_encoder
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.output import OutputConfig, make_client, output_config
@@ -299,7 +300,7 @@ class ShipperProcess:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"info": info, "options": options}, f)
+            json.dump({"info": kept_info(info, options), "options": options}, f)  # older versions kept all
         os.replace(tmp, path)
 
     def _load_configs(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

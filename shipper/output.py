@@ -14,10 +14,7 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
 import ssl
-import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,21 +26,18 @@ from elastic_transport.client_utils import parse_cloud_id
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from shipper.bounded import BoundedNode, BoundedResponse
-from supervisor.logopts import LogOptionError
+from shipper.bounded import BoundedResponse
+from shipper.tls import OutputConfigError, make_ssl_context, pem_text
+from supervisor.logopts import shown_value
 
 log = logging.getLogger("elp.shipper")
 
 DEFAULT_PORT = 9200
-_PEM_MARK = "-----BEGIN "
-# A CA bundle is a few hundred KiB at most; the cap keeps a wrong path (a log file, a device) from filling memory.
-_MAX_PEM_FILE = 4 << 20
 _PROXY_EXTRA = "elp.proxy_url"
+_HEADER_TIMEOUT_EXTRA = "elp.header_timeout"
+MAX_CONNECTIONS_PER_NODE = 2
 _warned_insecure: set[OutputConfig] = set()
-
-
-class OutputConfigError(LogOptionError):
-    """An output option that cannot work; the message names the option and never holds a secret."""
+_warned_plain: set[OutputConfig] = set()
 
 
 @dataclass(frozen=True)
@@ -58,9 +52,10 @@ class OutputConfig:
     cloud_id_name: str | None = None  # the deployment name of a cloud_id (for describe)
     proxy_url: str | None = field(default=None, repr=False)  # may carry user:password
     verification_mode: str = "full"
-    ca_certs: str | None = field(default=None, repr=False)  # PEM text (read from the file when a path was given)
-    client_cert: str | None = field(default=None, repr=False)  # PEM text or a path
-    client_key: str | None = field(default=None, repr=False)  # PEM text or a path
+    # PEM text, read from the file when a path was given (shipper/tls.py: regular files only, read once)
+    ca_certs: str | None = field(default=None, repr=False)
+    client_cert: str | None = field(default=None, repr=False)
+    client_key: str | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         """A log-safe summary, e.g. ``https://es1:9200,https://es2:9200 as user elastic``."""
@@ -100,16 +95,16 @@ def output_config(options: Mapping[str, Any]) -> OutputConfig:
     api_key = _api_key(options["api_key"]) if options.get("api_key") else None
     return OutputConfig(
         hosts=hosts,
-        timeout=float(90.0 if options.get("timeout") is None else options["timeout"]),
+        timeout=_timeout(options.get("timeout")),
         username=username,
         password=password,
         api_key=api_key,
         cloud_id_name=cloud_name,
         proxy_url=_proxy(options.get("proxy_url")),
         verification_mode=options.get("ssl.verification_mode") or "full",
-        ca_certs=_ca_text(options.get("ssl.certificate_authorities")),
-        client_cert=_pem_or_path("ssl.certificate", options.get("ssl.certificate")),
-        client_key=_pem_or_path("ssl.key", options.get("ssl.key")),
+        ca_certs=pem_text("ssl.certificate_authorities", options.get("ssl.certificate_authorities")),
+        client_cert=pem_text("ssl.certificate", options.get("ssl.certificate")),
+        client_key=pem_text("ssl.key", options.get("ssl.key")),
     )
 
 
@@ -130,13 +125,21 @@ def make_client(config: OutputConfig) -> AsyncElasticsearch:
         _warned_insecure.add(config)
         log.warning("TLS certificates are not verified for %s (ssl.verification_mode=none): "
                     "anyone on the path can read and change the logs", config.describe())
-    extras = {_PROXY_EXTRA: config.proxy_url} if config.proxy_url else {}
+    plain = [h for h in config.hosts if h.startswith("http:")]
+    if plain and (config.username is not None or config.api_key is not None) and config not in _warned_plain:
+        _warned_plain.add(config)
+        log.warning("credentials for %s go over plain http:// to %s: anyone on the path can read them; use https://",
+                    config.describe(), ",".join(plain))
+    extras: dict[str, Any] = {_HEADER_TIMEOUT_EXTRA: config.timeout}
+    if config.proxy_url:
+        extras[_PROXY_EXTRA] = config.proxy_url
     nodes = []
     for url in config.hosts:
         parts = urlsplit(url)
         nodes.append(NodeConfig(
             scheme=parts.scheme, host=parts.hostname or "", port=parts.port or DEFAULT_PORT,
             path_prefix=parts.path, ssl_context=context if parts.scheme == "https" else None, _extras=extras,
+            connections_per_node=MAX_CONNECTIONS_PER_NODE,
         ))
     auth: dict[str, Any] = {}
     if config.username is not None:
@@ -145,7 +148,7 @@ def make_client(config: OutputConfig) -> AsyncElasticsearch:
         auth["api_key"] = config.api_key
     return AsyncElasticsearch(
         nodes,
-        node_class=_ProxyAwareNode if config.proxy_url else BoundedNode,  # answers are read up to a cap
+        node_class=_Node,  # answers are read up to a cap (shipper/bounded.py)
         request_timeout=config.timeout,
         max_retries=0,
         retry_on_status=(),
@@ -179,27 +182,7 @@ class PreEncodedNdjson(NdjsonSerializer):
 
 def ssl_context(config: OutputConfig) -> ssl.SSLContext:
     """The client's TLS context for ``config.verification_mode``; ``OutputConfigError`` naming a bad option."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.verification_mode == "none":
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        # "certificate": the chain must lead to a trusted CA, but the name in it may differ from the host.
-        context.check_hostname = config.verification_mode == "full"
-        context.verify_mode = ssl.CERT_REQUIRED
-    if config.ca_certs is not None:
-        # Like Beats: given CAs replace the system store (a private CA should not widen to every public one).
-        try:
-            context.load_verify_locations(cadata=config.ca_certs)
-        except (ssl.SSLError, ValueError) as exc:
-            raise OutputConfigError(f"log-opt 'ssl.certificate_authorities': no usable PEM certificate ({_why(exc)})"
-                                    ) from None
-    else:
-        context.load_default_certs()
-    if config.client_cert is not None and config.client_key is not None:
-        _load_client_cert(context, config.client_cert, config.client_key)
-    return context
+    return make_ssl_context(config.verification_mode, config.ca_certs, config.client_cert, config.client_key)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -213,13 +196,15 @@ def _normalise_host(value: str, option: str = "hosts") -> str:
         parts = urlsplit(raw)
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise OutputConfigError(f"log-opt {option!r}: {_redact_url(text)!r} has a bad port") from None
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r} has a bad port") from None
     if parts.username is not None or parts.password is not None:
         raise OutputConfigError(f"log-opt {option!r}: put credentials in 'user' and 'password', not in the URL")
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise OutputConfigError(f"log-opt {option!r}: {text!r} is not host:port or an http(s) URL")
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r} is not host:port or an http(s) URL")
     if parts.query or parts.fragment:
-        raise OutputConfigError(f"log-opt {option!r}: {text!r} must not have a query or fragment")
+        # Not echoed: a query is where a careless URL carries a key (?api_key=...).
+        raise OutputConfigError(f"log-opt {option!r}: {shown_value(text)!r}: a host URL must not have a query or "
+                                "fragment (not shown)")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return urlunsplit(SplitResult(parts.scheme, f"{host}:{port}", parts.path.rstrip("/"), "", ""))
 
@@ -252,85 +237,21 @@ def _api_key(value: str) -> str:
     return value
 
 
+def _timeout(value: float | None) -> float:
+    if value is None:
+        return 90.0
+    if value <= 0:
+        # aiohttp takes 0 as "no limit": a silent server would hold the output's only request for ever.
+        raise OutputConfigError("log-opt 'timeout': must be more than 0 (a request needs a time limit)")
+    return float(value)
+
+
 def _proxy(value: str | None) -> str | None:
     if not value:
         return None
     if urlsplit(value).scheme not in {"http", "https"}:
         raise OutputConfigError("log-opt 'proxy_url': only http:// and https:// proxies are supported")
     return value
-
-
-def _ca_text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if _PEM_MARK in value:
-        return value
-    option = "ssl.certificate_authorities"
-    try:
-        # O_NONBLOCK: opening a FIFO must not hang StartLogging (and with it the plugin's API).
-        fd = os.open(value, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OutputConfigError(f"log-opt {option!r}: cannot read {value!r} ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-        # A device such as /dev/zero would be read for ever; a directory cannot be read at all.
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputConfigError(f"log-opt {option!r}: {value!r} is not a regular file")
-        if info.st_size > _MAX_PEM_FILE:
-            raise OutputConfigError(f"log-opt {option!r}: {value!r} is larger than {_MAX_PEM_FILE >> 20} MiB")
-        return _read_at_most(fd, _MAX_PEM_FILE).decode("ascii", errors="replace")
-    except OSError as exc:
-        raise OutputConfigError(f"log-opt {option!r}: cannot read {value!r} ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit and (chunk := os.read(fd, limit - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _pem_or_path(option: str, value: str | None) -> str | None:
-    """Inline PEM is kept as text; a path must be a readable file (named in the error, its content never)."""
-    if value is None or _PEM_MARK in value:
-        return value
-    if not os.access(value, os.R_OK) or not os.path.isfile(value):
-        shown = "the path given" if option == "ssl.key" else repr(value)
-        raise OutputConfigError(f"log-opt {option!r}: cannot read {shown} (not a readable file)")
-    return value
-
-
-def _load_client_cert(context: ssl.SSLContext, cert: str, key: str) -> None:
-    # ssl loads certificates only from files: inline PEM goes through private temporary files (0600, in a
-    # 0700 directory) that are removed as soon as OpenSSL has read them.
-    with tempfile.TemporaryDirectory(prefix="elp-tls-") as tmp:
-        cert_path = _materialise(cert, os.path.join(tmp, "cert.pem"))
-        key_path = _materialise(key, os.path.join(tmp, "key.pem"))
-        try:
-            # A password callback stops OpenSSL from prompting on a terminal for an encrypted key.
-            context.load_cert_chain(cert_path, key_path, password=lambda: b"")
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise OutputConfigError("log-opts 'ssl.certificate'/'ssl.key': not a usable certificate and "
-                                    f"unencrypted matching key ({_why(exc)})") from None
-
-
-def _materialise(value: str, path: str) -> str:
-    if _PEM_MARK not in value:
-        return value
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(value)
-    return path
-
-
-def _why(exc: BaseException) -> str:
-    # OpenSSL's reason code (e.g. KEY_VALUES_MISMATCH) helps and never holds key material.
-    reason = getattr(exc, "reason", None)
-    return str(reason) if reason else type(exc).__name__
 
 
 def _redact_url(url: str) -> str:
@@ -344,21 +265,38 @@ def _redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class _ProxyAwareNode(AiohttpHttpNode):
-    """elastic-transport's aiohttp node cannot use a proxy; this one passes ``proxy_url`` to its session."""
+def _headers_within(seconds: float) -> Any:
+    """aiohttp client middleware: the response's headers must come within ``seconds`` of the request (connect,
+    send and header read; the body is bounded by the request timeout). A server that accepts and stays silent
+    costs a retry with back-off, never a connection held for ever."""
+
+    async def middleware(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        async with asyncio.timeout(seconds):
+            response: aiohttp.ClientResponse = await handler(request)
+            return response
+
+    return middleware
+
+
+class _Node(AiohttpHttpNode):
+    """elastic-transport's aiohttp node, with what its session lacks: a proxy (``proxy_url``), a bound on waiting
+    for a response's headers, and a connection cap (one bulk request at a time per output: a few connections per
+    node are plenty, aiohttp would open up to 100)."""
 
     def _create_aiohttp_session(self) -> None:
-        # The parent's session, rebuilt with the proxy (aiohttp >= 3.10 takes one per session). The parent
+        # The parent's session, rebuilt (aiohttp >= 3.12: a proxy per session and client middlewares). The parent
         # offers no hook for it; it only sets the attributes used here, before the first request.
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        extras = self.config._extras
         self.session = aiohttp.ClientSession(
             headers=self.headers,
             skip_auto_headers=("accept", "accept-encoding", "user-agent"),
             auto_decompress=True,
             cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit_per_host=self._connections_per_node, use_dns_cache=True,
-                                           ssl=self._ssl_context or False),
-            proxy=self.config._extras.get(_PROXY_EXTRA),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS_PER_NODE, limit_per_host=MAX_CONNECTIONS_PER_NODE,
+                                           use_dns_cache=True, ssl=self._ssl_context or False),
+            proxy=extras.get(_PROXY_EXTRA),
             response_class=BoundedResponse,
+            middlewares=(_headers_within(float(extras[_HEADER_TIMEOUT_EXTRA])),),
         )

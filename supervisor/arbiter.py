@@ -44,12 +44,14 @@ from proto.messages import (
     StatsPart,
     decode,
 )
+from shipper.documents import kept_info
 from shipper.encoder import validate_documents
 from shipper.main import ShipperProcess
 from shipper.output import validate_output
 from supervisor.children import Backoff, Child, Role
 from supervisor.logopts import LogOptions, parse_log_options
 from supervisor.outbox import Outbox
+from supervisor.permissions import private_data_dir
 from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child
@@ -187,7 +189,7 @@ class Supervisor:
         if backend != "upb":
             log.warning("protobuf runs its %s implementation, not upb: decoding is about 10x slower; "
                         "install protobuf's binary wheel", backend)
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_data_dir(self.config.data_dir)
         self._check_ipc_path()
         metrics_runner = await self._serve_metrics()
         self.manage()
@@ -437,6 +439,7 @@ class Supervisor:
             raise StartError("Info.ContainerID must be a full container id (64 hex digits)")
         assert isinstance(container_id, str)
         options = parse_log_options(info.get("Config"))
+        info = kept_info(info, options.values)  # the environment and command line often hold secrets
         if options.ships:
             validate_output(options.values)
             validate_documents(info, options.values)

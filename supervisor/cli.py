@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from supervisor.permissions import UMASK
 from supervisor.settings import PluginSettings, SettingsError
 
 # Docker refuses socket paths over 108 bytes, and the host path adds the 64-hex plugin id: keep it short.
@@ -47,6 +48,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"elastic-logging-plugin: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    # Before anything is created; the children are forked and inherit it (supervisor/permissions.py).
+    os.umask(UMASK)
     import uvloop
 
     from supervisor.arbiter import ServeConfig, Supervisor

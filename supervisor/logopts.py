@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import re2
+
 
 class LogOptionError(ValueError):
     """A log option that StartLogging must refuse; the message names the option and is shown by docker run."""
@@ -112,11 +114,23 @@ def parse_fields(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported once, by us, naming its option
+
+
+def user_regex(pattern: str) -> Any:
+    """Compile a regex a user gave, with RE2 (linear time: no pattern can freeze the loop it runs on, unlike
+    ``(a+)+$`` in Python's ``re``). Every user regex goes through here. Raises ``re2.error``."""
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
 def parse_regex(value: str) -> str:
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"is not a valid regular expression ({exc})") from None
+        user_regex(value)
+    except re2.error as exc:
+        why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"is not a regular expression RE2 accepts ({why}; RE2, as Docker's Go regexp, has no "
+                         "backreferences or lookaround)") from None
     return value
 
 
@@ -158,9 +172,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache-max-file", parse_count, None, "dockerd's dual-logging cache files (unused)"),
     Option("cache-compress", parse_bool, None, "dockerd's dual-logging cache compression (unused)"),
     Option("labels", parse_list, (), "container labels to add to each document (comma list)"),
-    Option("labels-regex", parse_regex, None, "container labels matching this regex are added"),
+    Option("labels-regex", parse_regex, None, "container labels matching this regex (RE2 syntax, as Docker) are added"),
     Option("env", parse_list, (), "container environment variables to add (comma list; may hold secrets)"),
-    Option("env-regex", parse_regex, None, "environment variables matching this regex are added"),
+    Option("env-regex", parse_regex, None, "environment variables matching this regex (RE2 syntax) are added"),
     Option("tag", parse_text, None, "Docker tag template, e.g. {{.Name}}"),
     # The local store.
     Option("max-size", parse_size, 10_000_000, "rotate the local file at this size (10m)"),
@@ -176,7 +190,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("cloud_auth", parse_text, None, "Elastic Cloud user:password", secret=True),
     Option("index", parse_text, "logs-docker-default", "target index or data stream; %{+yyyy.MM.dd} and %{[field]}"),
     Option("pipeline", parse_text, None, "ingest pipeline"),
-    Option("timeout", parse_duration, 90.0, "per-request timeout"),
+    Option("timeout", parse_duration, 90.0, "per-request timeout, response headers included (more than 0)"),
     Option("backoff_init", parse_duration, 1.0, "first retry delay"),
     Option("backoff_max", parse_duration, 60.0, "longest retry delay"),
     Option("max_retries", parse_retries, -1, "retries of a retryable failure; -1 = for ever"),
@@ -189,15 +203,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("tags", parse_list, (), "tags added to each document (comma list)"),
     Option("fields", parse_fields, (), "custom top-level fields, k=v,k2=v2"),
     Option("dead_letter_index", parse_text, None, "index for documents Elasticsearch rejects"),
-    Option("ssl.certificate_authorities", parse_text, None, "CA certificates: PEM text or a file path"),
+    Option("ssl.certificate_authorities", parse_text, None,
+           "CA certificates: PEM text or the path of a regular file (not a link)"),
     Option(
         "ssl.verification_mode",
         one_of("full", "certificate", "none"),
         "full",
         "TLS verification: full, certificate, none",
     ),
-    Option("ssl.certificate", parse_text, None, "client certificate: PEM text or a file path"),
-    Option("ssl.key", parse_text, None, "client key: PEM text or a file path", secret=True),
+    Option("ssl.certificate", parse_text, None,
+           "client certificate: PEM text or the path of a regular file (not a link)"),
+    Option("ssl.key", parse_text, None, "client key: PEM text or the path of a regular file (not a link)", secret=True),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
 SECRET_OPTIONS = frozenset(opt.name for opt in OPTIONS if opt.secret)
@@ -210,10 +226,34 @@ def without_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub("***@", text)
 
 
+def shown_value(value: str, limit: int = 200) -> str:
+    """A non-secret option value as an error or a file may show it: the user-info of each comma-separated item
+    cut, with or without a scheme (``user:pw@proxy:3128`` -> ``***@proxy:3128``), a URL's query and fragment
+    dropped (``?api_key=...``), then cut at ``limit`` characters (after: a cut must not strip an "@" and leave a
+    password)."""
+    items = []
+    for item in value.split(","):
+        head, at, rest = item.rpartition("@")
+        if at:
+            scheme, sep, _ = head.partition("://")
+            item = f"{scheme}{sep}***@{rest}" if sep and "/" not in scheme else f"***@{rest}"
+        if "://" in item:
+            item = item.split("?", 1)[0].split("#", 1)[0]
+        items.append(item)
+    return ",".join(items)[:limit]
+
+
 def redacted_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Log-opts as they may be written where secrets must not go: secret options masked, URL credentials cut."""
-    return {name: "***" if name in SECRET_OPTIONS else without_credentials(value) if isinstance(value, str) else value
-            for name, value in config.items()}
+    return {name: "***" if name in SECRET_OPTIONS else _redacted(value) for name, value in config.items()}
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return shown_value(value, len(value))
+    if isinstance(value, tuple | list):  # a parsed list option (hosts)
+        return type(value)(_redacted(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -221,6 +261,10 @@ class LogOptions:
     """The validated options of one logger; ``values`` holds every option, defaults filled in."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The values hold passwords and keys: a repr ends up in logs and tracebacks.
+        return f"LogOptions({redacted_config(self.values)!r})"
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -250,7 +294,7 @@ def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
         try:
             values[opt.name] = opt.parse(value)
         except ValueError as exc:
-            shown = "the value given" if opt.secret else repr(without_credentials(value[:200]))
+            shown = "the value given" if opt.secret else repr(shown_value(value))
             raise LogOptionError(f"log-opt {opt.name!r}: {shown} {exc}") from None
     _check_combinations(values, raw)
     return LogOptions(values)

@@ -18,6 +18,7 @@ from shipper.documents import (
     IndexTemplate,
     IndexTemplateError,
     container_meta,
+    kept_info,
     parse_image,
 )
 from supervisor.logopts import LogOptionError, parse_log_options
@@ -117,6 +118,28 @@ def test_env_only_when_asked(opts: dict[str, str], env: dict[str, str] | None) -
 def test_null_labels_and_env() -> None:
     m = meta({**INFO, "ContainerLabels": None, "ContainerEnv": None}, labels="app", env="PATH")
     assert m.labels == () and m.env == ()
+
+
+@pytest.mark.parametrize(("opts", "env"), [
+    ({}, []),
+    ({"env": "APP_MODE,EMPTY"}, ["APP_MODE=prod", "EMPTY="]),
+    ({"env-regex": "^APP_"}, ["APP_MODE=prod"]),
+])
+def test_kept_info_holds_only_what_the_plugin_reads(opts: dict[str, str], env: list[str]) -> None:
+    full = {**INFO, "ContainerArgs": ["--db-password", "hunter2"], "ContainerEntrypoint": "/run.sh"}
+    kept = kept_info(full, options(**opts))
+    assert "hunter2" not in repr(kept)
+    assert kept.get("ContainerEnv") == env
+    assert set(kept) - {"ContainerEnv"} == set(INFO) - {"ContainerEnv"}  # names, image, labels, Config...
+    assert kept_info(kept, options(**opts)) == kept  # a re-attached logger's saved Info passes again
+    # The documents are the same from the kept Info as from the full one.
+    assert meta(kept, **opts) == meta(full, **opts)
+
+
+@pytest.mark.parametrize("env", [None, 5, "A=1", {"A": "1"}, [1, None, "A=1"]])
+def test_kept_info_takes_any_environment_dockerd_could_send(env: Any) -> None:
+    kept = kept_info({**INFO, "ContainerEnv": env}, options(env="A"))
+    assert kept["ContainerEnv"] == (["A=1"] if isinstance(env, list) else [])
 
 
 @pytest.mark.parametrize(("reference", "expected"), [

@@ -5,17 +5,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import TlsError
+from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError, AuthenticationException
 
-from shipper.output import OutputConfig, OutputConfigError, make_client, output_config, ssl_context, validate_output
+from shipper.output import (
+    MAX_CONNECTIONS_PER_NODE,
+    OutputConfig,
+    OutputConfigError,
+    make_client,
+    output_config,
+    ssl_context,
+    validate_output,
+)
 from supervisor.logopts import parse_log_options
 from tests.es_standin import EsStandin
 from tests.tls_certs import TlsFiles, make_tls_files
@@ -102,7 +114,7 @@ def test_hosts_are_normalised(hosts: str, expected: tuple[str, ...]) -> None:
     ({"hosts": "es", "cloud_auth": PASSWORD}, "'cloud_auth'"),
     ({"hosts": "es", "proxy_url": "socks5://proxy:1080"}, "'proxy_url'"),
     ({"hosts": "es", "ssl.certificate_authorities": "/nonexistent/ca.pem"},
-     "'ssl.certificate_authorities': cannot read '/nonexistent/ca.pem'"),
+     "'ssl.certificate_authorities': cannot use the path given"),
     ({"hosts": "es", "ssl.certificate_authorities": BAD_PEM},
      "'ssl.certificate_authorities': no usable PEM"),
     ({"hosts": "es", "ssl.certificate": "/nonexistent/c.pem", "ssl.key": "/nonexistent/k.pem"},
@@ -114,8 +126,20 @@ def test_validate_output_names_the_option(opts: dict[str, str], message: str) ->
     assert_no_secret(str(raised.value))
 
 
+@pytest.mark.parametrize("hosts", [
+    "http://es:9200/?api_key=s3cr3t-api-key",
+    "http://es:9200/#s3cr3t-api-key",
+    "ftp://es:9200/?api_key=s3cr3t-api-key",
+    "http://es:port/?api_key=s3cr3t-api-key",
+])
+def test_a_host_url_query_is_never_echoed(hosts: str) -> None:
+    with pytest.raises(OutputConfigError, match="'hosts'") as raised:
+        validate_output(options(hosts=hosts))
+    assert_no_secret(str(raised.value))
+
+
 def test_key_path_is_not_echoed(tmp_path: Path, tls: TlsFiles) -> None:
-    with pytest.raises(OutputConfigError, match=r"'ssl\.key': cannot read the path given") as raised:
+    with pytest.raises(OutputConfigError, match=r"'ssl\.key': cannot use the path given") as raised:
         validate_output(options(**{"hosts": "es", "ssl.certificate": str(tls.server_cert),
                                    "ssl.key": str(tmp_path / "secret-key-name.pem")}))
     assert "secret-key-name" not in str(raised.value)
@@ -246,6 +270,17 @@ def test_no_verification_passes_and_warns_once(tls: TlsFiles, caplog: pytest.Log
     assert_no_secret(caplog.text)
 
 
+@pytest.mark.parametrize("auth", [{"user": "elastic", "password": PASSWORD}, {"api_key": f"{API_ID}:{API_SECRET}"}])
+def test_credentials_over_plain_http_warn_once(auth: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="elp.shipper")
+    with EsStandin(users=USERS, api_keys={API_ID: API_SECRET}) as es:
+        assert info(config(**{"hosts": es.url, **auth})) == [OK]
+        assert info(config(**{"hosts": es.url, **auth})) == [OK]  # an equal config: no second warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "elp.shipper"]
+    assert len(warnings) == 1 and "plain http://" in warnings[0] and es.url in warnings[0]
+    assert_no_secret(caplog.text)
+
+
 def test_no_warning_for_plain_http(caplog: pytest.LogCaptureFixture) -> None:
     with EsStandin() as es:
         assert info(config(**{"hosts": es.url, "ssl.verification_mode": "none"})) == [OK]
@@ -282,3 +317,123 @@ def test_proxy_url_is_used() -> None:
     with EsStandin() as proxy:
         assert info(config(hosts="http://es.invalid:9200", proxy_url=proxy.url)) == [OK]
         assert proxy.requests[0].headers["host"] == "es.invalid:9200"
+
+
+# ---------------------------------------------------------------------------- ssl.* paths
+
+
+def _bad_paths(tmp: Path, pem: Path) -> dict[str, str]:
+    """Paths that must all be refused the same way, whatever they are."""
+    link = tmp / "link.pem"
+    link.symlink_to(pem)
+    fifo = tmp / "fifo.pem"
+    os.mkfifo(fifo)
+    big = tmp / "big.pem"
+    big.write_bytes(b"-" * ((4 << 20) + 1))
+    return {"missing": str(tmp / "missing.pem"), "link": str(link), "fifo": str(fifo), "device": "/dev/zero",
+            "directory": str(tmp), "too large": str(big), "nul": "a\x00b"}
+
+
+@pytest.mark.parametrize("option", ["ssl.certificate_authorities", "ssl.certificate", "ssl.key"])
+def test_ssl_paths_must_be_regular_files_and_every_refusal_reads_the_same(option: str, tmp_path: Path,
+                                                                           tls: TlsFiles) -> None:
+    pem = {"ssl.certificate_authorities": tls.ca_cert, "ssl.certificate": tls.server_cert,
+           "ssl.key": tls.server_key}[option]
+    pair = {"ssl.certificate": str(tls.server_cert), "ssl.key": str(tls.server_key)}
+    texts = set()
+    for what, path in _bad_paths(tmp_path, pem).items():
+        opts = {"hosts": "https://es:9200", **(pair if option != "ssl.certificate_authorities" else {}), option: path}
+        with pytest.raises(OutputConfigError, match=f"'{option}': cannot use the path given") as raised:
+            validate_output(options(**opts))
+        texts.add(str(raised.value))
+        assert path not in str(raised.value), what
+    assert len(texts) == 1  # nothing tells whether a file exists, or what it is
+    good = {"hosts": "https://es:9200", **(pair if option != "ssl.certificate_authorities" else {}), option: str(pem)}
+    validate_output(options(**good))
+
+
+def test_a_client_key_file_is_read_once_not_by_path_later(tmp_path: Path, tls: TlsFiles) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text(tls.server_key.read_text())
+    cfg = config(**{"hosts": "https://es:9200", "ssl.certificate": str(tls.server_cert), "ssl.key": str(key)})
+    key.unlink()  # swapped or removed after validation: the config holds the key it read
+    assert cfg.client_key is not None and "PRIVATE KEY" in cfg.client_key
+    ssl_context(cfg)
+
+
+def test_a_zero_timeout_is_refused() -> None:
+    with pytest.raises(OutputConfigError, match="'timeout': must be more than 0"):
+        validate_output(options(hosts="es", timeout="0s"))
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers; counts them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_silent_server_costs_a_timeout_even_without_a_request_timeout(silent: SilentServer) -> None:
+    """The headers must come within the output's timeout, also for a call that lifts its request timeout."""
+
+    async def call() -> BaseException | None:
+        client = make_client(config(hosts=silent.url, timeout="1s"))
+        try:
+            await asyncio.wait_for(client.options(request_timeout=None).info(), 15)
+        except (TransportConnectionError, ConnectionTimeout) as exc:
+            return exc
+        finally:
+            await client.close()
+        return None
+
+    started = time.monotonic()
+    assert asyncio.run(call()) is not None
+    assert time.monotonic() - started < 5
+
+
+def test_connections_per_node_are_capped(silent: SilentServer) -> None:
+    """Ten calls at once on one node: two connections, the other calls wait for one (none times out here)."""
+
+    async def many() -> int:
+        client = make_client(config(hosts=silent.url, timeout="60s"))
+        calls = [asyncio.ensure_future(client.info()) for _ in range(10)]
+        try:
+            deadline = time.monotonic() + 10
+            while len(silent.accepted) < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)  # not a sync: time for uncapped calls to open their own connections
+            return len(silent.accepted)
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+            await client.close()
+
+    assert 1 <= asyncio.run(many()) <= MAX_CONNECTIONS_PER_NODE

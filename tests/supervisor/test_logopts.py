@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from typing import Any
 
 import pytest
@@ -18,8 +21,11 @@ from supervisor.logopts import (
     parse_size,
     parse_text,
     redacted_config,
+    user_regex,
     without_credentials,
 )
+from tests.conftest import RunningPlugin
+from tests.dockerd_driver import PluginClient, make_info, new_container_id
 
 # For every option: (a good value, what it parses to, options it needs beside it, a bad value or None).
 CASES: dict[str, tuple[str, Any, dict[str, str], str | None]] = {
@@ -317,3 +323,69 @@ def test_redacted_config_masks_every_secret_option() -> None:
     redacted = redacted_config(config)
     assert "s3cret" not in str(redacted)
     assert redacted["max-size"] == "1m" and redacted["proxy_url"] == "http://***@p:1"
+
+
+# ---------------------------------------------------------------------------------------------------- user regexes
+
+
+@pytest.mark.parametrize("option", ["labels-regex", "env-regex"])
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"^(?=APP_)", r"(?<!x)y", "a{1001}"])
+def test_a_regex_re2_refuses_is_refused_naming_its_option(option: str, pattern: str) -> None:
+    """Python's re takes these; RE2 (linear time) does not: StartLogging says which option and why."""
+    with pytest.raises(LogOptionError, match=f"log-opt '{option}'.*RE2"):
+        parse_log_options({option: pattern})
+
+
+def test_user_regexes_run_in_linear_time() -> None:
+    # With Python's re, (a+)+$ against 30 a's and a "!" backtracks about 2**30 times (minutes).
+    pattern = user_regex(parse_log_options({"labels-regex": "(a+)+$"})["labels-regex"])
+    started = time.monotonic()
+    assert pattern.search("a" * 100_000 + "!") is None
+    assert time.monotonic() - started < 1.0
+    assert pattern.search("com.example.aaa") is not None
+
+
+def test_start_logging_with_a_catastrophic_regex_keeps_the_api_responsive(plugin: RunningPlugin) -> None:
+    """labels-regex runs at StartLogging, on the supervisor's event loop that serves every API call."""
+    fifo = plugin.fifo_dir / secrets.token_hex(32)
+    os.mkfifo(fifo, 0o700)
+    keep_open = os.open(fifo, os.O_RDWR)
+    try:
+        info = make_info(new_container_id(), config={"hosts": "http://127.0.0.1:9", "labels-regex": "(a+)+$"})
+        info["ContainerLabels"] = {"a" * 30 + "!": "evil", "team": "web"}
+        client = PluginClient(plugin.socket_path, timeout=5.0)
+        started = time.monotonic()
+        assert client.call("/LogDriver.StartLogging", {"File": str(fifo), "Info": info}) == {"_status": 200}
+        assert time.monotonic() - started < 5.0
+        assert client.request("/stats", None, method="GET")[0] == 200
+        assert client.call("/LogDriver.StopLogging", {"File": str(fifo)}) == {"_status": 200}
+    finally:
+        os.close(keep_open)
+        fifo.unlink()
+
+
+# ---------------------------------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize("config", [
+    {"proxy_url": "proxy-user:pr0xy-s3cret@proxy:3128"},  # no scheme: not a URL, echoed
+    {"proxy_url": "ftp://proxy-user:pr0xy-s3cret@proxy:3128"},
+    {"max-size": "proxy-user:pr0xy-s3cret@10m"},
+    {"max-size": "x:pr0xy-s3cret" + "y" * 300 + "@10m"},  # the "@" beyond the 200 characters shown
+])
+def test_credentials_in_a_bad_value_are_never_echoed(config: dict[str, str]) -> None:
+    with pytest.raises(LogOptionError) as raised:
+        parse_log_options(config)
+    assert "pr0xy-s3cret" not in str(raised.value)
+    assert f"'{next(iter(config))}'" in str(raised.value)
+
+
+def test_log_options_repr_shows_no_secret() -> None:
+    opts = parse_log_options({"hosts": "https://es:9200", "user": "elastic", "password": "pa55-s3cret",
+                              "proxy_url": "http://proxy-user:pr0xy-s3cret@proxy:3128"})
+    key_opts = parse_log_options({"hosts": "https://es:9200", "api_key": "id:api-s3cret",
+                                  "ssl.certificate": "/c.pem", "ssl.key": "-----BEGIN KEY s3cret"})
+    text = repr(opts) + str(opts) + repr(key_opts) + f"{[key_opts]}"
+    for secret in ("pa55-s3cret", "pr0xy-s3cret", "api-s3cret", "BEGIN KEY"):
+        assert secret not in text
+    assert "elastic" in text and "proxy:3128" in text  # the rest stays readable

@@ -17,7 +17,8 @@ from typing import BinaryIO
 
 import zmq
 
-from localstore.segments import chain, existing_rotated, open_segment
+from localstore.generations import oldest_index
+from localstore.segments import existing_rotated, open_segment
 from localstore.store import ContainerLog, LocalStore
 from proto.framing import HEADER, HEADER_SIZE
 from proto.messages import Fetch, Records
@@ -74,7 +75,7 @@ class FetchServer:
         elif clog.shipped is not None:
             start = clog.shipped
         else:
-            start = (clog.generation - max((i for i, _ in chain(clog.folder)), default=0), 0)
+            start = (clog.generation - oldest_index(clog.folder), 0)  # nothing shipped yet: the oldest line
         records, first, nxt, skipped = self.read(clog, start, fetch.max_bytes)
         stopped = not clog.open_fifos and nxt >= clog.end
         if not records and not skipped and not stopped and not force:
@@ -95,6 +96,13 @@ class FetchServer:
         """
         generation, offset = start
         skipped = 0
+        if generation < clog.first_generation:
+            # A cursor of an earlier incarnation of the container (its folder was deleted; see generations.py):
+            # this one ships from its own first line, and the earlier one's files are not lost ones.
+            generation, offset = clog.first_generation, 0
+        oldest = clog.generation - oldest_index(clog.folder)
+        if generation < oldest:  # rotated away (max-file) before they were shipped: counted, and skipped at once
+            skipped, generation, offset = oldest - generation, oldest, 0
         while True:
             if (generation, offset) >= clog.end:
                 here = min((generation, offset), clog.end)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from localstore.generations import GenerationFloor, generations_on_disk, oldest_index
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
+from localstore.recovery import find_last_marker, last_good_end
 from localstore.segments import (
     existing_rotated,
     gzip_copy,
@@ -20,27 +22,16 @@ from localstore.segments import (
     rotated_path,
     shift_chain,
 )
-from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, marker_record
+from localstore.state import STATE_NAME, read_state, write_state
+from proto.framing import generation_record, marker_record
 from proto.messages import SEQ_SHIFT
 from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
 
 
-STATE_NAME = "state.json"
 # DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
 DESTROY_WAIT = 60.0
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
@@ -48,64 +39,6 @@ def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
     shipper needs (and keeps in its own 0600 files)."""
     config = info.get("Config")
     return {**info, "Config": redacted_config(config)} if isinstance(config, dict) else info
-
-
-MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
-
-
-def find_last_marker(clog: ContainerLog, fifo: str) -> int:
-    """Sequence number after the last stored batch of ``fifo`` (0 when none is near the end of the file)."""
-    path = clog.path
-    if not path.exists():
-        return 0
-    with open(path, "rb") as f:
-        end = last_good_end(path, path.stat().st_size)
-        start = max(0, end - MARKER_SCAN)
-        f.seek(start)
-        data = f.read(end - start)
-    pos = len(data)
-    while pos >= 2 * HEADER_SIZE:
-        (n,) = HEADER.unpack_from(data, pos - HEADER_SIZE)
-        first = pos - n - 2 * HEADER_SIZE
-        if first < 0 or n > MAX_FRAME:
-            break
-        found = marker_of(memoryview(data)[first + HEADER_SIZE : pos - HEADER_SIZE])
-        if found is not None and found[0] == fifo:
-            return found[1]
-        pos = first
-    return 0
-
-
-def last_good_end(path: Path, size: int) -> int:
-    """Offset just after the last intact record of a file of ``size`` bytes.
-
-    A crash can leave a torn record at the end. The fast path trusts the final record only if its two length
-    fields agree *and* its body starts like every stored entry (``FRAME_MARK``): bytes inside a torn line (say,
-    NULs) can fake matching lengths, but hardly that. Otherwise the file is walked from the start and cut after the
-    last record whose lengths match.
-    """
-    if size == 0:
-        return 0
-    with open(path, "rb") as f:
-        if size >= 2 * HEADER_SIZE:
-            f.seek(size - HEADER_SIZE)
-            (n,) = HEADER.unpack(f.read(HEADER_SIZE))
-            start = size - n - 2 * HEADER_SIZE
-            if start >= 0 and len(FRAME_MARK) <= n <= MAX_FRAME:
-                f.seek(start)
-                head = f.read(HEADER_SIZE + len(FRAME_MARK))
-                if HEADER.unpack_from(head)[0] == n and head[HEADER_SIZE:] == FRAME_MARK:
-                    return size
-        f.seek(0)
-        data = f.read(size)
-    pos = 0
-    while pos + 2 * HEADER_SIZE <= size:
-        (n,) = HEADER.unpack_from(data, pos)
-        end = pos + n + 2 * HEADER_SIZE
-        if n > MAX_FRAME or end > size or HEADER.unpack_from(data, end - HEADER_SIZE)[0] != n:
-            break
-        pos = end
-    return pos
 
 
 @dataclass(frozen=True)
@@ -122,7 +55,8 @@ class ContainerLog:
     """One container's files: appended by batches, read by any number of ReadLogs streams.
 
     ``changed`` is replaced on every append and rotation, so a follower that took the current event before
-    looking at the size cannot miss a write. ``generation`` grows by one at each rotation (see segments.py).
+    looking at the size cannot miss a write. ``generation`` grows by one at each rotation (see segments.py) and
+    starts at ``first_generation``, which no earlier incarnation of the container reached (see generations.py).
     """
 
     container_id: str
@@ -131,6 +65,7 @@ class ContainerLog:
     fd: int = -1
     size: int = 0
     generation: int = 0
+    first_generation: int = 0
     rotations: int = 0
     compressing: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -151,21 +86,50 @@ class ContainerLog:
     def end(self) -> tuple[int, int]:
         return self.generation, self.size
 
-    def load_state(self) -> None:
-        """Generation and shipping cursor persist across restarts, so positions keep meaning the same lines."""
-        state = _read_json(self.folder / STATE_NAME)
-        self.generation = int(state.get("generation", 0))
-        shipped = state.get("shipped")
-        if isinstance(shipped, list) and len(shipped) == 2:
-            self.shipped = self.shipped_saved = (int(shipped[0]), int(shipped[1]))
-        self.ships = bool(state.get("ships", False))
+    def load_state(self, floor: GenerationFloor) -> None:
+        """Generation and shipping cursor persist across restarts, so positions keep meaning the same lines.
+
+        The files' generation markers are the truth for generations; ``state.json`` adds the shipping cursor. A
+        missing or bad ``state.json`` of a folder with files is rebuilt (and saved) from the files; a bad one is
+        logged once.
+        """
+        state = read_state(self.folder)
+        self.shipped = self.shipped_saved = state.shipped
+        self.ships = state.ships
+        on_disk = generations_on_disk(self.folder)
+        oldest = oldest_index(self.folder)
+        if on_disk is not None:
+            self.generation, self.first_generation = on_disk
+            if state.generations is not None and state.generations != on_disk:
+                state.problems.append(f"generations {state.generations} where the files say {on_disk}")
+        elif state.generations is not None and state.generations[0] >= oldest:
+            self.generation, self.first_generation = state.generations  # no marked file yet, or files from before
+        elif self._has_files():
+            # Files from before markers and no usable state.json: their generations are unknown. New ones from the
+            # clock may ship their lines again, but never give a new line an id an older line had.
+            self.generation = floor.fresh() + oldest
+            self.first_generation = self.generation - oldest
+            state.problems.append(f"no generations for files from before markers (they start again at "
+                                  f"{self.first_generation}: their lines may reach Elasticsearch twice)")
+        else:
+            self.generation = self.first_generation = floor.fresh()
+        if state.problems:
+            log.warning("container %s: %s: %s; rebuilt from its files%s", self.container_id[:12],
+                        self.folder / STATE_NAME, "; ".join(state.problems),
+                        "" if self.shipped else " (shipping starts again from its oldest line: Elasticsearch "
+                        "answers 409 to what it has)")
+        if state.generations != (self.generation, self.first_generation) and self._has_files():
+            try:
+                self.save_state()
+            except OSError as exc:
+                log.error("container %s: cannot rebuild %s: %s", self.container_id[:12], STATE_NAME, exc)
+
+    def _has_files(self) -> bool:
+        return self.path.exists() or (self.folder / f"{LOG_NAME}.1").exists() or \
+            (self.folder / f"{LOG_NAME}.1.gz").exists()
 
     def save_state(self) -> None:
-        state = {"generation": self.generation, "ships": self.ships,
-                 "shipped": list(self.shipped) if self.shipped else None}
-        tmp = self.folder / (STATE_NAME + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.folder / STATE_NAME)
+        write_state(self.folder, self.generation, self.first_generation, self.ships, self.shipped)
         self.shipped_saved = self.shipped
 
     def open(self) -> None:
@@ -185,6 +149,12 @@ class ContainerLog:
             os.truncate(path, good)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = good
+        if good == 0:
+            self._start_file()
+
+    def _start_file(self) -> None:
+        """A new file begins with its generation marker, so its records' positions never depend on state.json."""
+        self._write(memoryview(generation_record(self.generation, self.first_generation)))
 
     def append(self, records: bytes) -> None:
         """Append whole records, rotating on the way so a file exceeds max-size by at most one record."""
@@ -236,6 +206,7 @@ class ContainerLog:
         self.save_state()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = 0
+        self._start_file()
         if compress_src is not None:
             self._compress_later(self.generation - 1, compress_src)
         self.notify()
@@ -318,6 +289,7 @@ class LocalStore:
         self.counters = StoreCounters()
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
+        self.floor = GenerationFloor(data_dir)
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
         self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
 
@@ -325,7 +297,7 @@ class LocalStore:
         clog = self.logs.get(container_id)
         if clog is None:
             clog = ContainerLog(container_id, container_dir(self.data_dir, container_id))
-            clog.load_state()
+            clog.load_state(self.floor)
             if clog.path.exists():  # from before a restart of the store
                 clog.size = last_good_end(clog.path, clog.path.stat().st_size)
             self.logs[container_id] = clog
@@ -366,7 +338,7 @@ class LocalStore:
         """
         last = self.last_seq.get(fifo)
         if last is None:
-            last = self.last_seq[fifo] = find_last_marker(self.get(container_id), fifo)
+            last = self.last_seq[fifo] = find_last_marker(self.get(container_id).path, fifo)
         if seq + count <= last:
             self.counters.duplicates_skipped_total += count
             return True
@@ -475,6 +447,13 @@ class LocalStore:
         if clog is not None:
             clog.close()
         folder = container_dir(self.data_dir, container_id)
+        if not folder.exists():
+            return
+        if clog is None:
+            clog = ContainerLog(container_id, folder)
+            clog.load_state(self.floor)
+        # A container started again later must start past every position (so every _id) this one used.
+        self.floor.raise_to(clog.generation + 1)
         try:
             shutil.rmtree(folder)
         except FileNotFoundError:

@@ -1,0 +1,62 @@
+"""A container folder's ``state.json``: its generations (see generations.py), shipping cursor and ``ships``.
+
+Generations are kept with the files too, so ``state.json`` is only a summary: whatever is wrong in it (torn by a
+power cut, emptied, wrongly typed) is reported once by the caller and rebuilt from the files, never read as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_NAME = "state.json"
+Position = tuple[int, int]
+
+
+@dataclass
+class SavedState:
+    generations: tuple[int, int] | None = None  # (current, first); files from before first_generation have 0
+    shipped: Position | None = None
+    ships: bool = False
+    problems: list[str] = field(default_factory=list)  # what was ignored, and why
+
+
+def _position(value: object) -> Position | None:
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int and v >= 0 for v in value):
+        return value[0], value[1]
+    return None
+
+
+def read_state(folder: Path) -> SavedState:
+    path = folder / STATE_NAME
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return SavedState()
+    except (OSError, ValueError) as exc:
+        return SavedState(problems=[f"unreadable ({exc})"])
+    if not isinstance(data, dict):
+        return SavedState(problems=[f"not a JSON object but {type(data).__name__}"])
+    state = SavedState(ships=data.get("ships") is True)
+    generation, first = data.get("generation"), data.get("first_generation", 0)
+    if type(generation) is int and type(first) is int and 0 <= first <= generation:
+        state.generations = generation, first
+    else:
+        state.problems.append(f"bad generations {str(generation)[:40]!r}, {str(first)[:40]!r}")
+    shipped = data.get("shipped")
+    state.shipped = _position(shipped)
+    if shipped is not None and state.shipped is None:
+        state.problems.append(f"bad shipping cursor {str(shipped)[:40]!r}")
+    if not isinstance(data.get("ships", False), bool):
+        state.problems.append(f"bad ships {str(data['ships'])[:40]!r}")
+    return state
+
+
+def write_state(folder: Path, generation: int, first: int, ships: bool, shipped: Position | None) -> None:
+    state = {"generation": generation, "first_generation": first, "ships": ships,
+             "shipped": list(shipped) if shipped else None}
+    tmp = folder / (STATE_NAME + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, folder / STATE_NAME)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import time
 import zlib
 from pathlib import Path
 
 from localstore.segments import GZ, existing_rotated
 from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME, generation_of
+from proto.statefile import StateFileError, read_bytes, write_text
 
 log = logging.getLogger("elp.localstore")
 
@@ -97,12 +97,13 @@ class GenerationFloor:
         self.path = data_dir / FLOOR_NAME
         self.value = 0
         try:
-            self.value = int(self.path.read_text())
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s (%s): fresh folders start from the clock alone", self.path, exc)
-        self.value = max(self.value, 0)
+            data = read_bytes(self.path)
+            if data is not None:
+                if not data.strip().isdigit():
+                    raise StateFileError(f"{self.path}: not a generation")
+                self.value = int(data)
+        except StateFileError as exc:
+            log.warning("%s; fresh folders start from the clock alone", exc)
 
     def fresh(self) -> int:
         """The first generation for a folder created now."""
@@ -115,8 +116,6 @@ class GenerationFloor:
         self.value = generation
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(str(generation))
-            os.replace(tmp, self.path)
+            write_text(self.path, str(generation))
         except OSError as exc:  # the clock alone still keeps ids apart
             log.error("cannot save %s: %s", self.path, exc)

@@ -6,10 +6,10 @@ power cut, emptied, wrongly typed) is reported once by the caller and rebuilt fr
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from proto.statefile import StateFileError, read_json, write_json
 
 STATE_NAME = "state.json"
 Position = tuple[int, int]
@@ -30,15 +30,12 @@ def _position(value: object) -> Position | None:
 
 
 def read_state(folder: Path) -> SavedState:
-    path = folder / STATE_NAME
     try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+        data = read_json(folder / STATE_NAME)
+    except StateFileError as exc:
+        return SavedState(problems=[str(exc)])
+    if data is None:
         return SavedState()
-    except (OSError, ValueError) as exc:
-        return SavedState(problems=[f"unreadable ({exc})"])
-    if not isinstance(data, dict):
-        return SavedState(problems=[f"not a JSON object but {type(data).__name__}"])
     state = SavedState(ships=data.get("ships") is True)
     generation, first = data.get("generation"), data.get("first_generation", 0)
     if type(generation) is int and type(first) is int and 0 <= first <= generation:
@@ -55,8 +52,5 @@ def read_state(folder: Path) -> SavedState:
 
 
 def write_state(folder: Path, generation: int, first: int, ships: bool, shipped: Position | None) -> None:
-    state = {"generation": generation, "first_generation": first, "ships": ships,
-             "shipped": list(shipped) if shipped else None}
-    tmp = folder / (STATE_NAME + ".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, folder / STATE_NAME)
+    write_json(folder / STATE_NAME, {"generation": generation, "first_generation": first, "ships": ships,
+                                     "shipped": list(shipped) if shipped else None})

@@ -25,6 +25,7 @@ from localstore.segments import (
 from localstore.state import STATE_NAME, read_state, write_state
 from proto.framing import generation_record, marker_record
 from proto.messages import SEQ_SHIFT
+from proto.statefile import write_bytes
 from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
@@ -364,9 +365,7 @@ class LocalStore:
         self.closed_fifos.discard(fifo)
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
-            tmp = clog.folder / (INFO_NAME + ".tmp")
-            tmp.write_text(json.dumps(_without_secrets(info), sort_keys=True))
-            os.replace(tmp, clog.folder / INFO_NAME)
+            write_bytes(clog.folder / INFO_NAME, json.dumps(_without_secrets(info), sort_keys=True).encode())
         except OSError as exc:
             log.error("container %s: cannot write %s: %s", container_id[:12], clog.folder / INFO_NAME, exc)
 

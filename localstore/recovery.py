@@ -4,6 +4,7 @@ the last batch a logger stored."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of
 
@@ -52,13 +53,31 @@ def last_good_end(path: Path, size: int) -> int:
                 head = f.read(HEADER_SIZE + len(FRAME_MARK))
                 if HEADER.unpack_from(head)[0] == n and head[HEADER_SIZE:] == FRAME_MARK:
                     return size
-        f.seek(0)
-        data = f.read(size)
+        return _walk(f, size)
+
+
+WALK_CHUNK = 1 << 20
+
+
+def _walk(f: BinaryIO, size: int) -> int:
+    """End of the last record, from the start, whose two lengths agree; reads the file a chunk at a time (a big
+    file's slow path must not hold it all in memory)."""
     pos = 0
+    chunk_start, chunk = 0, b""
+
+    def length_at(offset: int) -> int:
+        nonlocal chunk_start, chunk
+        if not chunk_start <= offset <= chunk_start + len(chunk) - HEADER_SIZE:
+            f.seek(offset)
+            chunk_start, chunk = offset, f.read(min(WALK_CHUNK, size - offset))
+            if len(chunk) < HEADER_SIZE:  # the file shrank under us: nothing valid from here
+                return MAX_FRAME + 1
+        return int(HEADER.unpack_from(chunk, offset - chunk_start)[0])
+
     while pos + 2 * HEADER_SIZE <= size:
-        (n,) = HEADER.unpack_from(data, pos)
+        n = length_at(pos)
         end = pos + n + 2 * HEADER_SIZE
-        if n > MAX_FRAME or end > size or HEADER.unpack_from(data, end - HEADER_SIZE)[0] != n:
+        if n > MAX_FRAME or end > size or length_at(end - HEADER_SIZE) != n:
             break
         pos = end
     return pos

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -291,6 +292,8 @@ class LocalStore:
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
         self.floor = GenerationFloor(data_dir)
+        # Called with a container id when its files are deleted, so that nobody keeps one open (fd and disk space).
+        self.forget_hooks: list[Callable[[str], None]] = []
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
         self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
 
@@ -445,6 +448,8 @@ class LocalStore:
         clog = self.logs.pop(container_id, None)
         if clog is not None:
             clog.close()
+        for hook in self.forget_hooks:
+            hook(container_id)
         folder = container_dir(self.data_dir, container_id)
         if not folder.exists():
             return

@@ -12,9 +12,22 @@ MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a
 
 
 def find_last_marker(path: Path, fifo: str) -> int:
-    """Sequence number after the last stored batch of ``fifo`` (0 when none is near the end of the file)."""
+    """Sequence number after the last stored batch of ``fifo`` (0 when none is near the end of the files).
+
+    The newest file may have just been started (a rotation, or a new file after an unclean stop): then the last
+    batch is at the end of the one before.
+    """
+    found = _last_marker_in(path, fifo)
+    previous = path.with_name(path.name + ".1")
+    scanned_whole = not path.exists() or path.stat().st_size <= MARKER_SCAN
+    if found is None and scanned_whole and previous.exists():
+        found = _last_marker_in(previous, fifo)
+    return found or 0
+
+
+def _last_marker_in(path: Path, fifo: str) -> int | None:
     if not path.exists():
-        return 0
+        return None
     with open(path, "rb") as f:
         end = last_good_end(path, path.stat().st_size)
         start = max(0, end - MARKER_SCAN)
@@ -30,7 +43,7 @@ def find_last_marker(path: Path, fifo: str) -> int:
         if found is not None and found[0] == fifo:
             return found[1]
         pos = first
-    return 0
+    return None
 
 
 def last_good_end(path: Path, size: int) -> int:

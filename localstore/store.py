@@ -32,6 +32,7 @@ from supervisor.logopts import redacted_config
 log = logging.getLogger("elp.localstore")
 
 
+RUNNING_NAME = "localstore.running"  # there while a local store runs: found at start, the last one crashed
 # DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
 DESTROY_WAIT = 60.0
 
@@ -292,6 +293,8 @@ class LocalStore:
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
         self.floor = GenerationFloor(data_dir)
+        self.unclean = False  # see start()
+        self.continued: set[str] = set()  # containers already moved to a new file after an unclean stop
         # Called with a container id when its files are deleted, so that nobody keeps one open (fd and disk space).
         self.forget_hooks: list[Callable[[str], None]] = []
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
@@ -307,9 +310,42 @@ class LocalStore:
             self.logs[container_id] = clog
         return clog
 
+    def start(self) -> None:
+        """Note that a local store runs on this data dir; find out whether the previous one stopped cleanly.
+
+        After a crash, and above all a power cut, a file may have lost its unsynced tail although the shipper had
+        already read those lines and Elasticsearch holds them: appending at the old end would hand their positions,
+        so their ids, to new lines, which Elasticsearch would then refuse as already there. So after an unclean
+        stop each container continues in a new file (a new generation) the first time it is appended to.
+        """
+        marker = self.data_dir / RUNNING_NAME
+        self.unclean = marker.exists()
+        if self.unclean:
+            log.warning("the previous local store did not stop cleanly: each container goes on in a new file, so "
+                        "that no line takes the place (and _id) of one lost from the end of a file")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        write_bytes(marker, b"")
+
+    def stopped(self) -> None:
+        """A clean stop: every file was closed by us, nothing half-written."""
+        try:
+            (self.data_dir / RUNNING_NAME).unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot remove %s: %s", self.data_dir / RUNNING_NAME, exc)
+
+    def _after_unclean_stop(self, clog: ContainerLog) -> None:
+        if not self.unclean or clog.container_id in self.continued:
+            return
+        self.continued.add(clog.container_id)
+        if clog.path.exists() and clog.path.stat().st_size > 0:
+            if clog.fd < 0:
+                clog.open()
+            clog.rotate()
+
     def append(self, container_id: str, records: bytes, count: int) -> None:
         clog = self.get(container_id)
         try:
+            self._after_unclean_stop(clog)
             clog.append(records)
         except OSError as exc:
             # Disk full or folder unwritable: the batch is lost here (and counted); the next one tries again,

@@ -217,3 +217,49 @@ def _bodies(records: bytes) -> list[bytes]:
 
 def test_encode_helpers_agree() -> None:
     assert generation_of(encode_record(stored(1).SerializeToString())[HEADER_SIZE:-HEADER_SIZE]) is None
+
+
+def test_after_an_unclean_stop_a_file_that_lost_its_tail_never_gives_its_positions_again(tmp_path: Path) -> None:
+    # A power cut: the file lost its unsynced tail, but the shipper had read those lines and Elasticsearch has
+    # them under their positions. New lines must not take those positions.
+    store = LocalStore(tmp_path)
+    store.start()
+    store.logger_started(CID, "run1", {}, StoreOptions())
+    assert store.append_batch(CID, "run1", 1 << 40, b"".join(record(stored(t)) for t in range(10)), 10)
+    shipped = line_positions(store)
+    store.close()  # no stopped(): the process died
+    path = container_dir(tmp_path, CID) / LOG_NAME
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2 + 3)  # the tail never reached the disk, a record torn
+    restarted = LocalStore(tmp_path)
+    restarted.start()
+    assert restarted.unclean
+    # the reader sends its unconfirmed batch again, then new lines
+    assert restarted.append_batch(CID, "run1", 1 << 40, b"".join(record(stored(t)) for t in range(10)), 10)
+    assert restarted.append_batch(CID, "run1", (1 << 40) + 10, record(stored(99)), 1)
+    after = [p for p in line_positions(restarted) if p not in shipped]
+    assert after and min(after) > max(shipped)
+    restarted.close()
+    restarted.stopped()
+    clean = LocalStore(tmp_path)
+    clean.start()
+    assert not clean.unclean
+    generation = clean.get(CID).generation
+    clean.append(CID, record(stored(100)), 1)
+    assert clean.get(CID).generation == generation  # a clean restart goes on in the same file
+
+
+def test_a_batch_stored_just_before_the_new_file_is_recognised_when_sent_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.start()
+    store.logger_started(CID, "run1", {}, StoreOptions())
+    assert store.append_batch(CID, "run1", 1 << 40, record(stored(1)), 1)
+    store.close()
+    restarted = LocalStore(tmp_path)
+    restarted.start()  # unclean: the next append, another logger's, starts a new file
+    assert restarted.append_batch(CID, "run2", 1 << 41, record(stored(2)), 1)
+    restarted.close()
+    again = LocalStore(tmp_path)  # killed again: run1's last marker is in the file before
+    again.start()
+    assert again.append_batch(CID, "run1", 1 << 40, record(stored(1)), 1)
+    assert again.counters.duplicates_skipped_total == 1

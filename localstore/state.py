@@ -30,10 +30,11 @@ def _position(value: object) -> Position | None:
 
 
 def read_state(folder: Path) -> SavedState:
+    path = folder / STATE_NAME
     try:
-        data = read_json(folder / STATE_NAME)
+        data = read_json(path)
     except StateFileError as exc:
-        return SavedState(problems=[str(exc)])
+        return SavedState(problems=[str(exc)])  # names the file
     if data is None:
         return SavedState()
     state = SavedState(ships=data.get("ships") is True)
@@ -41,13 +42,13 @@ def read_state(folder: Path) -> SavedState:
     if type(generation) is int and type(first) is int and 0 <= first <= generation:
         state.generations = generation, first
     else:
-        state.problems.append(f"bad generations {str(generation)[:40]!r}, {str(first)[:40]!r}")
+        state.problems.append(f"{path}: bad generations {str(generation)[:40]!r}, {str(first)[:40]!r}")
     shipped = data.get("shipped")
     state.shipped = _position(shipped)
     if shipped is not None and state.shipped is None:
-        state.problems.append(f"bad shipping cursor {str(shipped)[:40]!r}")
+        state.problems.append(f"{path}: bad shipping cursor {str(shipped)[:40]!r}")
     if not isinstance(data.get("ships", False), bool):
-        state.problems.append(f"bad ships {str(data['ships'])[:40]!r}")
+        state.problems.append(f"{path}: bad ships {str(data['ships'])[:40]!r}")
     return state
 
 

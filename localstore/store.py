@@ -104,7 +104,8 @@ class ContainerLog:
         if on_disk is not None:
             self.generation, self.first_generation = on_disk
             if state.generations is not None and state.generations != on_disk:
-                state.problems.append(f"generations {state.generations} where the files say {on_disk}")
+                state.problems.append(f"{self.folder / STATE_NAME}: generations {state.generations} where the files "
+                                      f"say {on_disk}")
         elif state.generations is not None and state.generations[0] >= oldest:
             self.generation, self.first_generation = state.generations  # no marked file yet, or files from before
         elif self._has_files():
@@ -112,13 +113,14 @@ class ContainerLog:
             # clock may ship their lines again, but never give a new line an id an older line had.
             self.generation = floor.fresh() + oldest
             self.first_generation = self.generation - oldest
-            state.problems.append(f"no generations for files from before markers (they start again at "
-                                  f"{self.first_generation}: their lines may reach Elasticsearch twice)")
+            state.problems.append(f"{self.folder / STATE_NAME}: missing or bad, and the files from before markers "
+                                  f"carry no generation (they start again at {self.first_generation}: their "
+                                  f"lines may reach Elasticsearch twice)")
         else:
             self.generation = self.first_generation = floor.fresh()
         if state.problems:
-            log.warning("container %s: %s: %s; rebuilt from its files%s", self.container_id[:12],
-                        self.folder / STATE_NAME, "; ".join(state.problems),
+            log.warning("container %s: %s; rebuilt from its files%s", self.container_id[:12],
+                        "; ".join(state.problems),
                         "" if self.shipped else " (shipping starts again from its oldest line: Elasticsearch "
                         "answers 409 to what it has)")
         if state.generations != (self.generation, self.first_generation) and self._has_files():

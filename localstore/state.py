@@ -52,6 +52,7 @@ def read_state(folder: Path) -> SavedState:
     return state
 
 
-def write_state(folder: Path, generation: int, first: int, ships: bool, shipped: Position | None) -> None:
+def write_state(folder: Path, generation: int, first: int, ships: bool, shipped: Position | None,
+                durable: bool = True) -> None:
     write_json(folder / STATE_NAME, {"generation": generation, "first_generation": first, "ships": ships,
-                                     "shipped": list(shipped) if shipped else None})
+                                     "shipped": list(shipped) if shipped else None}, durable=durable)

@@ -133,8 +133,11 @@ class ContainerLog:
         return self.path.exists() or (self.folder / f"{LOG_NAME}.1").exists() or \
             (self.folder / f"{LOG_NAME}.1.gz").exists()
 
-    def save_state(self) -> None:
-        write_state(self.folder, self.generation, self.first_generation, self.ships, self.shipped)
+    def save_state(self, durable: bool = True) -> None:
+        """``durable=False`` for the shipping cursor alone, saved every few seconds for every shipping container:
+        two fsyncs each would stall the loop on a busy disk, and a cursor lost in a power cut only costs a replay
+        that Elasticsearch answers with 409 (generations are in the files, state.json is rebuilt from them)."""
+        write_state(self.folder, self.generation, self.first_generation, self.ships, self.shipped, durable)
         self.shipped_saved = self.shipped
 
     def open(self) -> None:
@@ -463,7 +466,7 @@ class LocalStore:
                 continue
             if clog.shipped != clog.shipped_saved:
                 try:
-                    clog.save_state()
+                    clog.save_state(durable=False)
                 except OSError:
                     continue  # keep it (and its cursor) in memory; save_cursors logs the problem
             clog.close()
@@ -477,7 +480,7 @@ class LocalStore:
         for clog in self.logs.values():
             if clog.shipped != clog.shipped_saved:
                 try:
-                    clog.save_state()
+                    clog.save_state(durable=False)
                 except OSError as exc:
                     log.error("container %s: cannot save its shipping cursor: %s", clog.container_id[:12], exc)
 

@@ -21,8 +21,12 @@ class StateFileError(ValueError):
     """A state file exists but cannot be used; the message names the file and the problem."""
 
 
-def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (``mode``: the file's permissions)."""
+def write_bytes(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (``mode``: the file's permissions).
+
+    ``durable=False`` skips both fsyncs, for a file that is only a hint whose loss (or emptying by a power cut) the
+    reader detects and rebuilds anyway, written too often to stall an event loop on the disk each time.
+    """
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
@@ -30,15 +34,17 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    sync_folder(path.parent)
+    if durable:
+        sync_folder(path.parent)
 
 
-def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
-    write_bytes(path, json.dumps(value, separators=(",", ":")).encode(), mode)
+def write_json(path: Path, value: Any, mode: int = 0o600, durable: bool = True) -> None:
+    write_bytes(path, json.dumps(value, separators=(",", ":")).encode(), mode, durable)
 
 
 def write_text(path: Path, text: str, mode: int = 0o600) -> None:

@@ -263,3 +263,18 @@ def test_a_batch_stored_just_before_the_new_file_is_recognised_when_sent_again(t
     again.start()
     assert again.append_batch(CID, "run1", 1 << 40, record(stored(1)), 1)
     assert again.counters.duplicates_skipped_total == 1
+
+
+def test_shipping_cursors_are_saved_without_stalling_on_the_disk(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import proto.statefile as statefile
+
+    store = LocalStore(tmp_path)
+    store.logger_started(CID, "run1", {}, StoreOptions(), ships=True)
+    add(store, 1, 3)
+    store.acked(CID, store.get(CID).end)
+    synced: list[int] = []
+    monkeypatch.setattr(statefile.os, "fsync", synced.append)
+    store.save_cursors()
+    assert synced == []  # a lost cursor only costs a replay answered 409
+    assert LocalStore(tmp_path).get(CID).shipped == store.get(CID).end

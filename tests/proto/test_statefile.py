@@ -69,3 +69,10 @@ def test_damaged_files_are_errors_naming_the_file(tmp_path: Path, content: bytes
     with pytest.raises(StateFileError, match=problem) as caught:
         read_json(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_hint_written_often_skips_the_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(statefile.os, "fsync", synced.append)
+    write_json(tmp_path / "cursor.json", {"shipped": [1, 2]}, durable=False)
+    assert synced == [] and read_json(tmp_path / "cursor.json") == {"shipped": [1, 2]}

@@ -328,8 +328,11 @@ class LocalStore:
         if self.unclean:
             log.warning("the previous local store did not stop cleanly: each container goes on in a new file, so "
                         "that no line takes the place (and _id) of one lost from the end of a file")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes(marker, b"")
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes(marker, b"")
+        except OSError as exc:  # disk full: run anyway; a crash before it works goes unnoticed next time
+            log.error("cannot write %s: %s", marker, exc)
 
     def stopped(self) -> None:
         """A clean stop: every file was closed by us, nothing half-written."""

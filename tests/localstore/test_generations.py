@@ -278,3 +278,12 @@ def test_shipping_cursors_are_saved_without_stalling_on_the_disk(tmp_path: Path,
     store.save_cursors()
     assert synced == []  # a lost cursor only costs a replay answered 409
     assert LocalStore(tmp_path).get(CID).shipped == store.get(CID).end
+
+
+def test_a_store_that_cannot_write_its_running_marker_still_starts(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "data").write_text("a file where the data dir should be")
+    store = LocalStore(tmp_path / "data")
+    with caplog.at_level(logging.ERROR, "elp.localstore"):
+        store.start()
+    assert not store.unclean and len(caplog.records) == 1

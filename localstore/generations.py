@@ -27,6 +27,7 @@ import zlib
 from pathlib import Path
 
 from localstore.segments import GZ, existing_rotated
+from localstore.state import STATE_NAME, SavedState
 from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME, generation_of
 from proto.statefile import StateFileError, read_bytes, write_text
 
@@ -88,6 +89,34 @@ def oldest_index(folder: Path) -> int:
             break
         oldest = index
     return oldest
+
+
+def has_files(folder: Path) -> bool:
+    return any(existing_rotated(folder, index) is not None for index in (0, 1))
+
+
+def restore_generations(folder: Path, state: SavedState, floor: GenerationFloor) -> tuple[int, int]:
+    """(current, first) generation of a folder: from its files' markers, else from ``state.json`` (files from
+    before markers), else from the clock. What is wrong with ``state.json`` is added to ``state.problems``."""
+    on_disk = generations_on_disk(folder)
+    oldest = oldest_index(folder)
+    if on_disk is not None:
+        if state.generations is not None and state.generations != on_disk:
+            state.problems.append(f"{folder / STATE_NAME}: generations {state.generations} where the files say "
+                                  f"{on_disk}")
+        return on_disk
+    if state.generations is not None and state.generations[0] >= oldest:
+        return state.generations  # no marked file yet, or files from before markers
+    if has_files(folder):
+        # Files from before markers and no usable state.json: their generations are unknown. New ones from the
+        # clock may ship their lines again, but never give a new line an id an older line had.
+        first = floor.fresh()
+        state.problems.append(f"{folder / STATE_NAME}: missing or bad, and the files from before markers carry no "
+                              f"generation (they start again at {first}: their lines may reach Elasticsearch "
+                              f"twice)")
+        return first + oldest, first
+    first = floor.fresh()
+    return first, first
 
 
 class GenerationFloor:

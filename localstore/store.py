@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from localstore.generations import GenerationFloor, generations_on_disk, oldest_index
+from localstore.generations import GenerationFloor, has_files, restore_generations
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
 from localstore.recovery import find_last_marker, last_good_end
 from localstore.segments import (
@@ -99,39 +99,17 @@ class ContainerLog:
         state = read_state(self.folder)
         self.shipped = self.shipped_saved = state.shipped
         self.ships = state.ships
-        on_disk = generations_on_disk(self.folder)
-        oldest = oldest_index(self.folder)
-        if on_disk is not None:
-            self.generation, self.first_generation = on_disk
-            if state.generations is not None and state.generations != on_disk:
-                state.problems.append(f"{self.folder / STATE_NAME}: generations {state.generations} where the files "
-                                      f"say {on_disk}")
-        elif state.generations is not None and state.generations[0] >= oldest:
-            self.generation, self.first_generation = state.generations  # no marked file yet, or files from before
-        elif self._has_files():
-            # Files from before markers and no usable state.json: their generations are unknown. New ones from the
-            # clock may ship their lines again, but never give a new line an id an older line had.
-            self.generation = floor.fresh() + oldest
-            self.first_generation = self.generation - oldest
-            state.problems.append(f"{self.folder / STATE_NAME}: missing or bad, and the files from before markers "
-                                  f"carry no generation (they start again at {self.first_generation}: their "
-                                  f"lines may reach Elasticsearch twice)")
-        else:
-            self.generation = self.first_generation = floor.fresh()
+        self.generation, self.first_generation = restore_generations(self.folder, state, floor)
         if state.problems:
             log.warning("container %s: %s; rebuilt from its files%s", self.container_id[:12],
                         "; ".join(state.problems),
                         "" if self.shipped else " (shipping starts again from its oldest line: Elasticsearch "
                         "answers 409 to what it has)")
-        if state.generations != (self.generation, self.first_generation) and self._has_files():
+        if state.generations != (self.generation, self.first_generation) and has_files(self.folder):
             try:
                 self.save_state()
             except OSError as exc:
                 log.error("container %s: cannot rebuild %s: %s", self.container_id[:12], STATE_NAME, exc)
-
-    def _has_files(self) -> bool:
-        return self.path.exists() or (self.folder / f"{LOG_NAME}.1").exists() or \
-            (self.folder / f"{LOG_NAME}.1.gz").exists()
 
     def save_state(self, durable: bool = True) -> None:
         """``durable=False`` for the shipping cursor alone, saved every few seconds for every shipping container:

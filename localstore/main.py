@@ -58,6 +58,7 @@ class LocalStoreProcess:
         self.data_dir = data_dir
         self.control = control
         self.store = LocalStore(data_dir, settings)
+        self.store.start()
         self.stop = asyncio.Event()
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
@@ -112,6 +113,7 @@ class LocalStoreProcess:
         loop.remove_reader(self.control.fileno())
         self._send_stats()
         self.store.close()
+        self.store.stopped()
         pull.close()
         router.close()
         ctx.term()

@@ -9,21 +9,36 @@ piles up in it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import zmq
 
-from localstore.segments import chain, existing_rotated, open_segment
+from localstore.generations import oldest_index
+from localstore.segments import GZ, existing_rotated, open_segment
 from localstore.store import ContainerLog, LocalStore
 from proto.framing import HEADER, HEADER_SIZE
 from proto.messages import Fetch, Records
 
+log = logging.getLogger("elp.localstore")
+
 LONG_POLL = 1.0
 LONG_POLL_MAX = 5.0
+# Gzipped segments are expanded into unlinked scratch files in a worker thread, never on the loop. At most this
+# many are kept expanded at once (the least recently used is closed beyond: scratch space stays bounded, about
+# this many times max-size), and at most EXPANDING_AT_ONCE expand at the same time.
+MAX_EXPANDED = 8
+EXPANDING_AT_ONCE = 2
 Position = tuple[int, int]
+
+
+class Expanding(Exception):
+    """The file a fetch needs is a .gz still being expanded in a worker thread: answer when it is ready."""
 
 
 class FetchServer:
@@ -36,6 +51,11 @@ class FetchServer:
         self.scratch = store.data_dir / "tmp"
         self.handles: dict[str, tuple[int, BinaryIO]] = {}
         self.waiting: dict[str, asyncio.Task[None]] = {}
+        # container -> (generation, expansion in a worker thread); expanded handles, least recently used first
+        self.expanding: dict[str, tuple[int, asyncio.Future[BinaryIO]]] = {}
+        self.expanded: OrderedDict[str, None] = OrderedDict()
+        self.expand_slots = threading.BoundedSemaphore(EXPANDING_AT_ONCE)
+        store.forget_hooks.append(self.release)
 
     def handle(self, identity: bytes, fetch: Fetch) -> None:
         old = self.waiting.pop(fetch.container_id, None)
@@ -54,9 +74,11 @@ class FetchServer:
         deadline = asyncio.get_running_loop().time() + LONG_POLL_MAX
         while True:
             clog = self.store.get(fetch.container_id)
+            job = self.expanding.get(fetch.container_id)
             try:
-                await asyncio.wait_for(clog.changed.wait(), LONG_POLL)
-            except TimeoutError:
+                # shield: a fetch replaced by the next one must not cancel the expansion it was waiting for
+                await asyncio.wait_for(asyncio.shield(job[1]) if job else clog.changed.wait(), LONG_POLL)
+            except Exception:  # timed out, or a failed expansion (which _open reports)
                 pass
             # Answer empty at the deadline: a fetch must never wait for ever, or a shipper whose reply was lost
             # (this store died) would wait with it.
@@ -71,8 +93,13 @@ class FetchServer:
         elif clog.shipped is not None:
             start = clog.shipped
         else:
-            start = (clog.generation - max((i for i, _ in chain(clog.folder)), default=0), 0)
-        records, first, nxt, skipped = self.read(clog, start, fetch.max_bytes)
+            start = (clog.generation - oldest_index(clog.folder), 0)  # nothing shipped yet: the oldest line
+        try:
+            records, first, nxt, skipped = self.read(clog, start, fetch.max_bytes)
+        except Expanding:
+            if not force:
+                return False
+            records, first, nxt, skipped = b"", start, start, 0
         stopped = not clog.open_fifos and nxt >= clog.end
         if not records and not skipped and not stopped and not force:
             return False
@@ -90,6 +117,13 @@ class FetchServer:
         """
         generation, offset = start
         skipped = 0
+        if generation < clog.first_generation:
+            # A cursor of an earlier incarnation of the container (its folder was deleted; see generations.py):
+            # this one ships from its own first line, and the earlier one's files are not lost ones.
+            generation, offset = clog.first_generation, 0
+        oldest = clog.generation - oldest_index(clog.folder)
+        if generation < oldest:  # rotated away (max-file) before they were shipped: counted, and skipped at once
+            skipped, generation, offset = oldest - generation, oldest, 0
         while True:
             if (generation, offset) >= clog.end:
                 here = min((generation, offset), clog.end)
@@ -114,38 +148,79 @@ class FetchServer:
             return data[:cut], (generation, offset), (generation, offset + cut), skipped
 
     def _open(self, clog: ContainerLog, generation: int) -> BinaryIO | None:
-        cached = self.handles.get(clog.container_id)
+        """The file of ``generation`` (None when deleted); raises Expanding while a .gz is being expanded."""
+        cid = clog.container_id
+        cached = self.handles.get(cid)
         if cached and cached[0] == generation:
+            if cid in self.expanded:
+                self.expanded.move_to_end(cid)
             return cached[1]
-        if cached:
-            cached[1].close()
-            del self.handles[clog.container_id]
+        job = self.expanding.get(cid)
+        if job and job[0] == generation:
+            if not job[1].done():
+                raise Expanding
+            del self.expanding[cid]
+            return self._expanded(clog, generation, job[1])
+        self.release(cid)
         index = clog.generation - generation
         path: Path | None = existing_rotated(clog.folder, index) if index >= 0 else None
+        if path is not None and not path.name.endswith(GZ):
+            try:
+                f = open_segment(path, self.scratch)
+            except FileNotFoundError:  # gzipped meanwhile
+                path = existing_rotated(clog.folder, index)
+            else:
+                self.handles[cid] = (generation, f)
+                return f
         if path is None:
             return None
+        future = asyncio.get_running_loop().run_in_executor(None, self._expand, path)
+        self.expanding[cid] = (generation, future)
+        raise Expanding
+
+    def _expand(self, path: Path) -> BinaryIO:
+        """In a worker thread: a .gz segment expanded into an unlinked scratch file."""
+        with self.expand_slots:
+            return open_segment(path, self.scratch)
+
+    def _expanded(self, clog: ContainerLog, generation: int, job: asyncio.Future[BinaryIO]) -> BinaryIO | None:
+        cid = clog.container_id
         try:
-            f = open_segment(path, self.scratch)
-        except FileNotFoundError:  # gzipped meanwhile
-            path = existing_rotated(clog.folder, index)
-            if path is None:
-                return None
-            f = open_segment(path, self.scratch)
-        self.handles[clog.container_id] = (generation, f)
+            f = job.result()
+        except FileNotFoundError:
+            return None  # rotated away meanwhile: a skipped file
+        except Exception as exc:  # a corrupt .gz (OSError, EOFError, zlib.error): bad input, not a crash
+            log.error("container %s: cannot read generation %d of its files: %s; its lines are skipped",
+                      cid[:12], generation, exc)
+            return None
+        self.handles[cid] = (generation, f)
+        self.expanded[cid] = None
+        while len(self.expanded) > MAX_EXPANDED:
+            self.release(next(iter(self.expanded)))
         return f
 
     def release(self, container_id: str) -> None:
-        """The store forgot the container: close the file we were reading it from."""
+        """The store forgot the container (or its expanded file is the least recently used): close the file we
+        were reading it from, and its scratch copy with it."""
         cached = self.handles.pop(container_id, None)
+        self.expanded.pop(container_id, None)
         if cached:
             cached[1].close()
+        job = self.expanding.pop(container_id, None)
+        if job:
+            job[1].add_done_callback(_close_result)
 
     def close(self) -> None:
         for task in self.waiting.values():
             task.cancel()
-        for _, f in self.handles.values():
-            f.close()
-        self.handles.clear()
+        for container_id in list(self.handles) + list(self.expanding):
+            self.release(container_id)
+
+
+def _close_result(job: asyncio.Future[BinaryIO]) -> None:
+    """An expansion nobody wants any more: close (and so delete) its scratch file once it is done."""
+    if not job.cancelled() and job.exception() is None:
+        job.result().close()
 
 
 def _whole_records(data: bytes) -> int:

@@ -8,11 +8,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from localstore.generations import GenerationFloor, has_files, restore_generations
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
+from localstore.recovery import find_last_marker, last_good_end
 from localstore.segments import (
     chain,
     existing_rotated,
@@ -21,30 +24,21 @@ from localstore.segments import (
     rotated_path,
     shift_chain,
 )
-from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, marker_record
+from localstore.state import STATE_NAME, read_state, write_state
+from proto.framing import generation_record, marker_record
 from proto.messages import SEQ_SHIFT
+from proto.statefile import write_bytes
 from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
 
 
-STATE_NAME = "state.json"
+RUNNING_NAME = "localstore.running"  # there while a local store runs: found at start, the last one crashed
 # DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
 DESTROY_WAIT = 60.0
 # One expiry run deletes for at most this long (at least one folder), then lets the loop serve again: deleting many
 # big folders on a slow disk would otherwise hold the loop past the supervisor's heartbeat timeout.
 EXPIRE_BUDGET = 1.0
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # What info.json keeps of dockerd's Info: nothing reads it back, it tells an operator whose logs a folder holds.
@@ -63,64 +57,6 @@ def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
-
-
-def find_last_marker(clog: ContainerLog, fifo: str) -> int:
-    """Sequence number after the last stored batch of ``fifo`` (0 when none is near the end of the file)."""
-    path = clog.path
-    if not path.exists():
-        return 0
-    with open(path, "rb") as f:
-        end = last_good_end(path, path.stat().st_size)
-        start = max(0, end - MARKER_SCAN)
-        f.seek(start)
-        data = f.read(end - start)
-    pos = len(data)
-    while pos >= 2 * HEADER_SIZE:
-        (n,) = HEADER.unpack_from(data, pos - HEADER_SIZE)
-        first = pos - n - 2 * HEADER_SIZE
-        if first < 0 or n > MAX_FRAME:
-            break
-        found = marker_of(memoryview(data)[first + HEADER_SIZE : pos - HEADER_SIZE])
-        if found is not None and found[0] == fifo:
-            return found[1]
-        pos = first
-    return 0
-
-
-def last_good_end(path: Path, size: int) -> int:
-    """Offset just after the last intact record of a file of ``size`` bytes.
-
-    A crash can leave a torn record at the end. The fast path trusts the final record only if its two length
-    fields agree *and* its body starts like every stored entry (``FRAME_MARK``): bytes inside a torn line (say,
-    NULs) can fake matching lengths, but hardly that. Otherwise the file is walked from the start and cut after the
-    last record whose lengths match.
-    """
-    if size == 0:
-        return 0
-    with open(path, "rb") as f:
-        if size >= 2 * HEADER_SIZE:
-            f.seek(size - HEADER_SIZE)
-            (n,) = HEADER.unpack(f.read(HEADER_SIZE))
-            start = size - n - 2 * HEADER_SIZE
-            if start >= 0 and len(FRAME_MARK) <= n <= MAX_FRAME:
-                f.seek(start)
-                head = f.read(HEADER_SIZE + len(FRAME_MARK))
-                if HEADER.unpack_from(head)[0] == n and head[HEADER_SIZE:] == FRAME_MARK:
-                    return size
-        f.seek(0)
-        data = f.read(size)
-    pos = 0
-    while pos + 2 * HEADER_SIZE <= size:
-        (n,) = HEADER.unpack_from(data, pos)
-        end = pos + n + 2 * HEADER_SIZE
-        if n > MAX_FRAME or end > size or HEADER.unpack_from(data, end - HEADER_SIZE)[0] != n:
-            break
-        pos = end
-    return pos
-
-
 @dataclass(frozen=True)
 class StoreOptions:
     """How a container's files rotate (its ``max-size``, ``max-file`` and ``compress`` log options)."""
@@ -135,7 +71,8 @@ class ContainerLog:
     """One container's files: appended by batches, read by any number of ReadLogs streams.
 
     ``changed`` is replaced on every append and rotation, so a follower that took the current event before
-    looking at the size cannot miss a write. ``generation`` grows by one at each rotation (see segments.py).
+    looking at the size cannot miss a write. ``generation`` grows by one at each rotation (see segments.py) and
+    starts at ``first_generation``, which no earlier incarnation of the container reached (see generations.py).
     """
 
     container_id: str
@@ -144,6 +81,7 @@ class ContainerLog:
     fd: int = -1
     size: int = 0
     generation: int = 0
+    first_generation: int = 0
     rotations: int = 0
     compressing: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -164,21 +102,33 @@ class ContainerLog:
     def end(self) -> tuple[int, int]:
         return self.generation, self.size
 
-    def load_state(self) -> None:
-        """Generation and shipping cursor persist across restarts, so positions keep meaning the same lines."""
-        state = _read_json(self.folder / STATE_NAME)
-        self.generation = int(state.get("generation", 0))
-        shipped = state.get("shipped")
-        if isinstance(shipped, list) and len(shipped) == 2:
-            self.shipped = self.shipped_saved = (int(shipped[0]), int(shipped[1]))
-        self.ships = bool(state.get("ships", False))
+    def load_state(self, floor: GenerationFloor) -> None:
+        """Generation and shipping cursor persist across restarts, so positions keep meaning the same lines.
 
-    def save_state(self) -> None:
-        state = {"generation": self.generation, "ships": self.ships,
-                 "shipped": list(self.shipped) if self.shipped else None}
-        tmp = self.folder / (STATE_NAME + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.folder / STATE_NAME)
+        The files' generation markers are the truth for generations; ``state.json`` adds the shipping cursor. A
+        missing or bad ``state.json`` of a folder with files is rebuilt (and saved) from the files; a bad one is
+        logged once.
+        """
+        state = read_state(self.folder)
+        self.shipped = self.shipped_saved = state.shipped
+        self.ships = state.ships
+        self.generation, self.first_generation = restore_generations(self.folder, state, floor)
+        if state.problems:
+            log.warning("container %s: %s; rebuilt from its files%s", self.container_id[:12],
+                        "; ".join(state.problems),
+                        "" if self.shipped else " (shipping starts again from its oldest line: Elasticsearch "
+                        "answers 409 to what it has)")
+        if state.generations != (self.generation, self.first_generation) and has_files(self.folder):
+            try:
+                self.save_state()
+            except OSError as exc:
+                log.error("container %s: cannot rebuild %s: %s", self.container_id[:12], STATE_NAME, exc)
+
+    def save_state(self, durable: bool = True) -> None:
+        """``durable=False`` for the shipping cursor alone, saved every few seconds for every shipping container:
+        two fsyncs each would stall the loop on a busy disk, and a cursor lost in a power cut only costs a replay
+        that Elasticsearch answers with 409 (generations are in the files, state.json is rebuilt from them)."""
+        write_state(self.folder, self.generation, self.first_generation, self.ships, self.shipped, durable)
         self.shipped_saved = self.shipped
 
     def open(self) -> None:
@@ -198,6 +148,12 @@ class ContainerLog:
             os.truncate(path, good)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = good
+        if good == 0:
+            self._start_file()
+
+    def _start_file(self) -> None:
+        """A new file begins with its generation marker, so its records' positions never depend on state.json."""
+        self._write(memoryview(generation_record(self.generation, self.first_generation)))
 
     def append(self, records: bytes) -> None:
         """Append whole records, rotating on the way so a file exceeds max-size by at most one record."""
@@ -249,6 +205,7 @@ class ContainerLog:
         self.save_state()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = 0
+        self._start_file()
         if compress_src is not None:
             self._compress_later(self.generation - 1, compress_src)
         self.notify()
@@ -332,6 +289,11 @@ class LocalStore:
         self.counters = StoreCounters()
         self.failing: dict[str, str] = {}
         self.closed_changed = asyncio.Event()  # replaced at every close, like ContainerLog.changed
+        self.floor = GenerationFloor(data_dir)
+        self.unclean = False  # see start()
+        self.continued: set[str] = set()  # containers already moved to a new file after an unclean stop
+        # Called with a container id when its files are deleted, so that nobody keeps one open (fd and disk space).
+        self.forget_hooks: list[Callable[[str], None]] = []
         self.last_seq: dict[str, int] = {}  # logger -> sequence number after its last stored batch
         self.refused_from: dict[str, int] = {}  # logger -> lowest sequence number refused since a gap
         # True once the supervisor named every running logger (LoggersSynced): before, a running container whose
@@ -342,15 +304,51 @@ class LocalStore:
         clog = self.logs.get(container_id)
         if clog is None:
             clog = ContainerLog(container_id, container_dir(self.data_dir, container_id))
-            clog.load_state()
+            clog.load_state(self.floor)
             if clog.path.exists():  # from before a restart of the store
                 clog.size = last_good_end(clog.path, clog.path.stat().st_size)
             self.logs[container_id] = clog
         return clog
 
+    def start(self) -> None:
+        """Note that a local store runs on this data dir; find out whether the previous one stopped cleanly.
+
+        After a crash, and above all a power cut, a file may have lost its unsynced tail although the shipper had
+        already read those lines and Elasticsearch holds them: appending at the old end would hand their positions,
+        so their ids, to new lines, which Elasticsearch would then refuse as already there. So after an unclean
+        stop each container continues in a new file (a new generation) the first time it is appended to.
+        """
+        marker = self.data_dir / RUNNING_NAME
+        self.unclean = marker.exists()
+        if self.unclean:
+            log.warning("the previous local store did not stop cleanly: each container goes on in a new file, so "
+                        "that no line takes the place (and _id) of one lost from the end of a file")
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes(marker, b"")
+        except OSError as exc:  # disk full: run anyway; a crash before it works goes unnoticed next time
+            log.error("cannot write %s: %s", marker, exc)
+
+    def stopped(self) -> None:
+        """A clean stop: every file was closed by us, nothing half-written."""
+        try:
+            (self.data_dir / RUNNING_NAME).unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot remove %s: %s", self.data_dir / RUNNING_NAME, exc)
+
+    def _after_unclean_stop(self, clog: ContainerLog) -> None:
+        if not self.unclean or clog.container_id in self.continued:
+            return
+        self.continued.add(clog.container_id)
+        if clog.path.exists() and clog.path.stat().st_size > 0:
+            if clog.fd < 0:
+                clog.open()
+            clog.rotate()
+
     def append(self, container_id: str, records: bytes, count: int) -> None:
         clog = self.get(container_id)
         try:
+            self._after_unclean_stop(clog)
             clog.append(records)
         except OSError as exc:
             # Disk full or folder unwritable: the batch is lost here (and counted); the next one tries again,
@@ -383,7 +381,7 @@ class LocalStore:
         """
         last = self.last_seq.get(fifo)
         if last is None:
-            last = self.last_seq[fifo] = find_last_marker(self.get(container_id), fifo)
+            last = self.last_seq[fifo] = find_last_marker(self.get(container_id).path, fifo)
         if seq + count <= last:
             self.counters.duplicates_skipped_total += count
             return True
@@ -413,9 +411,7 @@ class LocalStore:
         self.closed_fifos.discard(fifo)
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
-            tmp = clog.folder / (INFO_NAME + ".tmp")
-            tmp.write_text(json.dumps(_without_secrets(info), sort_keys=True))
-            os.replace(tmp, clog.folder / INFO_NAME)
+            write_bytes(clog.folder / INFO_NAME, json.dumps(_without_secrets(info), sort_keys=True).encode())
         except OSError as exc:
             log.error("container %s: cannot write %s: %s", container_id[:12], clog.folder / INFO_NAME, exc)
 
@@ -472,7 +468,7 @@ class LocalStore:
                 continue
             if clog.shipped != clog.shipped_saved:
                 try:
-                    clog.save_state()
+                    clog.save_state(durable=False)
                 except OSError:
                     continue  # keep it (and its cursor) in memory; save_cursors logs the problem
             clog.close()
@@ -487,7 +483,7 @@ class LocalStore:
         for clog in self.logs.values():
             if clog.shipped != clog.shipped_saved:
                 try:
-                    clog.save_state()
+                    clog.save_state(durable=False)
                 except OSError as exc:
                     log.error("container %s: cannot save its shipping cursor: %s", clog.container_id[:12], exc)
 
@@ -497,7 +493,16 @@ class LocalStore:
         if clog is not None:
             clog.close()
             self.counters.rotations_forgotten += clog.rotations
+        for hook in self.forget_hooks:
+            hook(container_id)
         folder = container_dir(self.data_dir, container_id)
+        if not folder.exists():
+            return
+        if clog is None:
+            clog = ContainerLog(container_id, folder)
+            clog.load_state(self.floor)
+        # A container started again later must start past every position (so every _id) this one used.
+        self.floor.raise_to(clog.generation + 1)
         try:
             shutil.rmtree(folder)
         except FileNotFoundError:

@@ -109,12 +109,17 @@ class FrameSplitter:
         return n
 
 
-# --- batch markers --------------------------------------------------------------------------------------------
+# --- markers ---------------------------------------------------------------------------------------------------
 # The local store writes one marker record before each batch it stores: an entry with no source (so dockerd drops
 # it, were it ever sent) whose partial-metadata id names the logger and the sequence number after the batch. After
 # a crash the store finds the last one of a logger at the end of the file and so knows which re-sent batches it
-# already has: nothing is lost and nothing is stored twice. Readers of the files skip markers.
+# already has: nothing is lost and nothing is stored twice.
+# Every file also starts with a generation marker: the file's generation and the first generation of the
+# container's folder (see localstore/generations.py). Positions, and so the documents' ids, are made of
+# generations, and this keeps them with the records themselves: a lost state.json is rebuilt from the files.
+# Readers of the files skip every marker (they all start with MARKER_PREFIX and have no source).
 MARKER_PREFIX = "elp:"
+GENERATION_PREFIX = MARKER_PREFIX + "generation:"
 _MARKER_FIRST_BYTE = 0x2A  # field 5 (partial_log_metadata) comes first when source, time and line are empty
 
 
@@ -124,15 +129,15 @@ def marker_record(fifo: str, seq_end: int) -> bytes:
     return encode_record(entry.SerializeToString())
 
 
-def is_marker(body: bytes | memoryview) -> bool:
-    """Whether a stored record body is a batch marker (cheap: looks at the first byte, then checks)."""
-    if not body or body[0] != _MARKER_FIRST_BYTE:
-        return False
-    return marker_of(body) is not None
+def generation_record(generation: int, first: int) -> bytes:
+    """The first record of every stored file: its own generation and its folder's first generation."""
+    entry = LogEntry()
+    entry.partial_log_metadata.id = f"{GENERATION_PREFIX}{generation}:{first}"
+    return encode_record(entry.SerializeToString())
 
 
-def marker_of(body: bytes | memoryview) -> tuple[str, int] | None:
-    """(fifo, seq_end) of a marker record body, None for an ordinary entry."""
+def _marker_id(body: bytes | memoryview) -> str | None:
+    """The partial-metadata id of a marker record body (batch or generation), None for an ordinary entry."""
     if not body or body[0] != _MARKER_FIRST_BYTE:
         return None
     try:
@@ -142,5 +147,29 @@ def marker_of(body: bytes | memoryview) -> tuple[str, int] | None:
     mark = entry.partial_log_metadata.id
     if entry.source or not mark.startswith(MARKER_PREFIX):
         return None
+    return mark
+
+
+def is_marker(body: bytes | memoryview) -> bool:
+    """Whether a stored record body is a marker of either kind (cheap: looks at the first byte, then checks)."""
+    return _marker_id(body) is not None
+
+
+def marker_of(body: bytes | memoryview) -> tuple[str, int] | None:
+    """(fifo, seq_end) of a batch marker record body, None for an ordinary entry or a generation marker."""
+    mark = _marker_id(body)
+    if mark is None or mark.startswith(GENERATION_PREFIX):
+        return None
     fifo, _, seq = mark[len(MARKER_PREFIX):].rpartition(":")
     return (fifo, int(seq)) if seq.isdigit() else None
+
+
+def generation_of(body: bytes | memoryview) -> tuple[int, int] | None:
+    """(generation, first generation) of a generation marker record body, None for any other record."""
+    mark = _marker_id(body)
+    if mark is None or not mark.startswith(GENERATION_PREFIX):
+        return None
+    generation, _, first = mark[len(GENERATION_PREFIX):].partition(":")
+    if not (generation.isdigit() and first.isdigit()):
+        return None
+    return int(generation), int(first)

@@ -7,9 +7,7 @@ output has room, so a slow or absent Elasticsearch makes it fall behind, never l
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
 import socket
 import time
@@ -32,6 +30,7 @@ from proto.messages import (
     decode,
     stats_report,
 )
+from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
 from shipper.documents import kept_info
 from shipper.encoder import Encoder, build_encoder
@@ -40,6 +39,7 @@ from shipper.output import OutputConfig, make_client, output_config
 
 log = logging.getLogger("elp.shipper")
 
+AGENT_ID_NAME = "agent-id"
 FETCH_BYTES = 1 << 20
 MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledgement
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
@@ -296,34 +296,44 @@ class ShipperProcess:
     def _save_config(self, container_id: str, info: dict[str, Any], options: dict[str, Any]) -> None:
         """Kept so that a restarted plugin ships what it still owes; 0600: the options may hold secrets."""
         self.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.config_dir / f"{container_id}.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"info": kept_info(info, options), "options": options}, f)  # older versions kept all
-        os.replace(tmp, path)
+        # Older versions kept the whole Info (environment included): a rewrite keeps only what is read back.
+        write_json(self.config_dir / f"{container_id}.json", {"info": kept_info(info, options), "options": options})
 
     def _load_configs(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """The saved configs of containers that still have lines to ship. A damaged one is logged (it is kept:
+        the supervisor sends a running container's config again at start-up, which rewrites it; a stopped
+        container's lines stay on disk until it is fixed or the container logs again)."""
         configs = []
         for path in sorted(self.config_dir.glob("*.json")) if self.config_dir.exists() else []:
             try:
-                data = json.loads(path.read_text())
-                configs.append((path.stem, dict(data["info"]), dict(data["options"])))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable shipping config %s: %s", path, type(exc).__name__)
+                data = read_json(path)
+                if data is None:
+                    continue  # removed meanwhile
+                info, options = data.get("info"), data.get("options")
+                if not isinstance(info, dict) or not isinstance(options, dict):
+                    raise StateFileError(f"{path}: no info and options objects in it")
+            except StateFileError as exc:
+                log.error("cannot resume shipping container %s: %s", path.stem[:12], exc)
+                continue
+            configs.append((path.stem, info, options))
         return [c for c in configs if is_container_id(c[0])]
 
     def _agent_id(self) -> str:
-        path = self.data_dir / "agent-id"
+        path = self.data_dir / AGENT_ID_NAME
         try:
-            return path.read_text().strip()
-        except OSError:
-            agent_id = str(uuid.uuid4())
-            try:
-                path.write_text(agent_id)
-            except OSError as exc:
-                log.warning("cannot keep the agent id in %s: %s", path, exc)
-            return agent_id
+            data = read_bytes(path)
+            if data is not None:
+                return str(uuid.UUID(data.decode().strip()))
+        except StateFileError as exc:
+            log.warning("%s; a new agent id is made", exc)
+        except ValueError:  # UnicodeDecodeError included
+            log.warning("%s: not a UUID; a new agent id is made", path)
+        agent_id = str(uuid.uuid4())
+        try:
+            write_text(path, agent_id)
+        except OSError as exc:
+            log.warning("cannot keep the agent id in %s: %s", path, exc)
+        return agent_id
 
     def _bad_message(self, exc: Exception) -> None:
         self.bad_messages += 1

@@ -44,6 +44,7 @@ from proto.messages import (
     StatsPart,
     decode,
 )
+from proto.statefile import StateFileError, read_bytes, write_text
 from shipper.documents import kept_info
 from shipper.encoder import validate_documents
 from shipper.main import ShipperProcess
@@ -128,10 +129,17 @@ class SequenceRanges:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.floor = 0
         try:
-            self.floor = int(path.read_text())
-        except (OSError, ValueError):
-            self.floor = 0
+            data = read_bytes(path)
+            if data is not None:
+                if not data.strip().isdigit():
+                    raise StateFileError(f"{path}: not a sequence number")
+                self.floor = int(data)
+        except StateFileError as exc:
+            # The previous run reserved at most SEQ_FLOOR_AHEAD seconds past its clock: start past that.
+            self.floor = (int(time.time()) + SEQ_FLOOR_AHEAD) << SEQ_SHIFT
+            log.error("%s; sequence ranges start %ds ahead of the clock instead", exc, SEQ_FLOOR_AHEAD)
         self.reserved = self.floor
 
     def next_base(self, previous: int) -> int:
@@ -139,9 +147,7 @@ class SequenceRanges:
         if base >= self.reserved:
             self.reserved = base + (SEQ_FLOOR_AHEAD << SEQ_SHIFT)
             try:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(str(self.reserved))
-                os.replace(tmp, self.path)
+                write_text(self.path, str(self.reserved))
             except OSError as exc:  # disk full: ranges still follow the clock, as before the floor existed
                 log.error("cannot save %s: %s", self.path, exc)
         return base
@@ -153,7 +159,7 @@ class Supervisor:
         self.loggers: dict[str, Logger] = {}
         self.services: dict[Role, Service] = {role: Service(role) for role in (Role.LOCALSTORE, Role.SHIPPER)}
         self.by_pid: dict[int, Child] = {}
-        self.registry = LoggerRegistry(config.data_dir / "loggers")
+        self.registry = LoggerRegistry(config.data_dir / "loggers", config.fifo_dir, config.data_dir)
         self.stop_event = asyncio.Event()
         self.stopping = False
         self.started_at = time.monotonic()

@@ -10,6 +10,7 @@ from localstore.paths import container_dir
 from localstore.segments import chain
 from localstore.store import LocalStore, StoreOptions
 from proto.entry_pb2 import LogEntry
+from proto.framing import generation_record
 from tests.localstore.test_readlogs import CID, DEADLINE, Peer, record, request, serve, times
 
 LINE = 100  # bytes per stored line in these tests: records are a little bigger
@@ -39,24 +40,32 @@ def record_size(size: int = LINE) -> int:
     return len(record(entry(1, size)))
 
 
+def mark_size(tmp_path: Path) -> int:
+    """Bytes of the generation marker every file starts with (the same for all files of one test)."""
+    clog = LocalStore(tmp_path).get(CID)
+    return len(generation_record(clog.generation, clog.first_generation))
+
+
 def test_rotates_at_max_size_and_keeps_max_file(tmp_path: Path) -> None:
-    store = rotating_store(tmp_path, max_size=10 * record_size(), max_file=3)
+    mark = mark_size(tmp_path)
+    store = rotating_store(tmp_path, max_size=mark + 10 * record_size(), max_file=3)
     add(store, 1, 95)
     assert files(tmp_path) == ["container.log", "container.log.1", "container.log.2"]
     folder = container_dir(tmp_path, CID)
     for name in ("container.log.1", "container.log.2"):
-        assert (folder / name).stat().st_size == 10 * record_size()
+        assert (folder / name).stat().st_size == mark + 10 * record_size()
     # 95 lines: 9 rotations; the two rotated files and the current one keep lines 71..95.
     assert store.logs[CID].rotations == 9
     assert times(serve(store, request())) == list(range(71, 96))
 
 
 def test_one_big_batch_is_cut_at_record_boundaries(tmp_path: Path) -> None:
-    store = rotating_store(tmp_path, max_size=10 * record_size(), max_file=10)
+    mark = mark_size(tmp_path)
+    store = rotating_store(tmp_path, max_size=mark + 10 * record_size(), max_file=10)
     batch = b"".join(record(entry(t)) for t in range(1, 36))
     store.append(CID, batch, 35)
     folder = container_dir(tmp_path, CID)
-    sizes = [(folder / name).stat().st_size for name in files(tmp_path)]
+    sizes = [(folder / name).stat().st_size - mark for name in files(tmp_path)]
     assert sizes == [5 * record_size(), 10 * record_size(), 10 * record_size(), 10 * record_size()]
     assert times(serve(store, request())) == list(range(1, 36))
 
@@ -68,8 +77,9 @@ def test_a_record_larger_than_max_size_ends_its_file(tmp_path: Path) -> None:
     add(store, 2, 1, size=2000)
     add(store, 3, 1, size=100)
     folder = container_dir(tmp_path, CID)
+    mark = mark_size(tmp_path)
     assert [(folder / n).stat().st_size for n in files(tmp_path)] == [
-        record_size(100), record_size(100) + record_size(2000)]
+        mark + record_size(100), mark + record_size(100) + record_size(2000)]
     assert times(serve(store, request())) == [1, 2, 3]
 
 
@@ -81,12 +91,13 @@ def test_max_file_one_drops_the_old_content(tmp_path: Path) -> None:
 
 
 def test_compress_gzips_rotated_files_and_they_read_back(tmp_path: Path) -> None:
-    store = rotating_store(tmp_path, max_size=10 * record_size(), max_file=4, compress=True)
+    mark = mark_size(tmp_path)
+    store = rotating_store(tmp_path, max_size=mark + 10 * record_size(), max_file=4, compress=True)
     add(store, 1, 35)  # no event loop here: compression runs inline
     assert files(tmp_path) == ["container.log", "container.log.1.gz", "container.log.2.gz", "container.log.3.gz"]
     folder = container_dir(tmp_path, CID)
     with gzip.open(folder / "container.log.1.gz") as f:
-        assert len(f.read()) == 10 * record_size()
+        assert len(f.read()) == mark + 10 * record_size()
     assert times(serve(store, request())) == list(range(1, 36))
     assert times(serve(store, request(tail=12))) == list(range(24, 36))
     assert times(serve(store, request(since=15, until=22))) == list(range(15, 23))

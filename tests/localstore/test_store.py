@@ -10,7 +10,7 @@ import pytest
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir
 from localstore.store import ContainerLog, LocalStore, StoreOptions, last_good_end
 from proto.entry_pb2 import LogEntry
-from proto.framing import encode_record
+from proto.framing import encode_record, generation_record
 
 CID = "0123456789abcdef" * 4
 
@@ -117,8 +117,9 @@ def test_open_creates_folder_and_file(tmp_path: Path) -> None:
     try:
         clog.append(INTACT[0])  # opens on first use
         assert clog.path == folder / LOG_NAME
-        assert clog.path.read_bytes() == INTACT[0]
-        assert clog.size == len(INTACT[0])
+        mark = generation_record(clog.generation, clog.first_generation)
+        assert clog.path.read_bytes() == mark + INTACT[0]
+        assert clog.size == len(mark) + len(INTACT[0])
     finally:
         clog.close()
 
@@ -171,8 +172,10 @@ def test_append_counts_and_writes(tmp_path: Path) -> None:
         assert store.counters.write_errors_total == 0
         path = container_dir(tmp_path, CID) / LOG_NAME
         assert path == tmp_path / "containers" / CID / LOG_NAME
-        assert path.read_bytes() == b"".join(INTACT)
-        assert store.get(CID).size == sum(map(len, INTACT))
+        clog = store.get(CID)
+        mark = generation_record(clog.generation, clog.first_generation)
+        assert path.read_bytes() == mark + b"".join(INTACT)
+        assert clog.size == len(mark) + sum(map(len, INTACT))
     finally:
         store.close()
 
@@ -191,7 +194,8 @@ def test_append_write_error_is_counted_then_recovers(tmp_path: Path) -> None:
         store.append(CID, INTACT[1], 1)
         assert CID not in store.failing
         assert store.counters.records_total == 1
-        assert (folder / LOG_NAME).read_bytes() == INTACT[1]
+        clog = store.get(CID)
+        assert (folder / LOG_NAME).read_bytes() == generation_record(clog.generation, clog.generation) + INTACT[1]
     finally:
         store.close()
 

@@ -33,7 +33,8 @@ from supervisor.logopts import redacted_config
 log = logging.getLogger("elp.localstore")
 
 
-RUNNING_NAME = "localstore.running"  # there while a local store runs: found at start, the last one crashed
+RUNNING_NAME = "localstore.running"  # there while a local store runs (holding the boot id): found at start, it crashed
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 # DESTROY_LOGS_ON_STOP waits at most this long for the shipper before deleting undelivered lines.
 DESTROY_WAIT = 60.0
 # One expiry run deletes for at most this long (at least one folder), then lets the loop serve again: deleting many
@@ -64,6 +65,14 @@ class StoreOptions:
     max_size: int = 10_000_000
     max_file: int = 5
     compress: bool = False
+
+
+def current_boot_id() -> bytes:
+    """The kernel's id of this boot (b"" when unreadable): it changes at every start of the machine."""
+    try:
+        return BOOT_ID.read_bytes().strip()
+    except OSError:
+        return b""
 
 
 @dataclass
@@ -313,19 +322,32 @@ class LocalStore:
     def start(self) -> None:
         """Note that a local store runs on this data dir; find out whether the previous one stopped cleanly.
 
-        After a crash, and above all a power cut, a file may have lost its unsynced tail although the shipper had
-        already read those lines and Elasticsearch holds them: appending at the old end would hand their positions,
-        so their ids, to new lines, which Elasticsearch would then refuse as already there. So after an unclean
-        stop each container continues in a new file (a new generation) the first time it is appended to.
+        After a power cut (or any end of the machine) a file may have lost its unsynced tail although the shipper
+        had already read those lines and Elasticsearch holds them: appending at the old end would hand their
+        positions, so their ids, to new lines, which Elasticsearch would then refuse as already there. So after
+        such an unclean stop each container continues in a new file (a new generation) the first time it is
+        appended to. A crash of the process alone loses nothing the kernel was given (the page cache outlives it),
+        and a rotation would cost a file of every container (all of it with max-file=1), so the marker holds the
+        kernel's boot id: only a marker from another boot (or an unreadable one) means an unclean stop.
         """
         marker = self.data_dir / RUNNING_NAME
-        self.unclean = marker.exists()
+        boot = current_boot_id()
+        try:
+            previous: bytes | None = marker.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            previous = None
+        except OSError:
+            previous = b""  # there but unreadable: assume the worst
+        self.unclean = previous is not None and (not boot or previous.strip() != boot)
         if self.unclean:
-            log.warning("the previous local store did not stop cleanly: each container goes on in a new file, so "
-                        "that no line takes the place (and _id) of one lost from the end of a file")
+            log.warning("the previous local store did not stop cleanly and the machine restarted since: each "
+                        "container goes on in a new file, so that no line takes the place (and _id) of one lost "
+                        "from the end of a file")
+        elif previous is not None:
+            log.info("the previous local store did not stop cleanly (same boot: the files kept every write)")
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            write_bytes(marker, b"")
+            write_bytes(marker, boot)
         except OSError as exc:  # disk full: run anyway; a crash before it works goes unnoticed next time
             log.error("cannot write %s: %s", marker, exc)
 

@@ -92,6 +92,14 @@ def start_plugin(base: Path, env: dict[str, str] | None = None) -> RunningPlugin
     return plugin
 
 
+def simulate_reboot(data_dir: Path) -> None:
+    """What a power cut leaves besides torn files: the running marker of a local store from another boot of the
+    machine (the marker holds the kernel's boot id; a store that only crashed left this boot's)."""
+    marker = data_dir / "localstore.running"
+    assert marker.exists(), "no local store ran on this data dir"
+    marker.write_bytes(b"00000000-0000-4000-8000-000000000000")
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """A short temporary folder: unix socket and ipc paths must stay under ~100 bytes."""

@@ -17,6 +17,7 @@ from localstore.paths import LOG_NAME, container_dir
 from localstore.shipping import FetchServer
 from localstore.store import STATE_NAME, LocalStore, StoreOptions, StoreSettings
 from proto.framing import HEADER, HEADER_SIZE, encode_record, generation_of, is_marker, marker_of
+from tests.conftest import simulate_reboot
 from tests.localstore.test_readlogs import CID, record, stored
 
 Position = tuple[int, int]
@@ -227,7 +228,8 @@ def test_after_an_unclean_stop_a_file_that_lost_its_tail_never_gives_its_positio
     store.logger_started(CID, "run1", {}, StoreOptions())
     assert store.append_batch(CID, "run1", 1 << 40, b"".join(record(stored(t)) for t in range(10)), 10)
     shipped = line_positions(store)
-    store.close()  # no stopped(): the process died
+    store.close()  # no stopped(): the machine died
+    simulate_reboot(tmp_path)
     path = container_dir(tmp_path, CID) / LOG_NAME
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size // 2 + 3)  # the tail never reached the disk, a record torn
@@ -249,17 +251,40 @@ def test_after_an_unclean_stop_a_file_that_lost_its_tail_never_gives_its_positio
     assert clean.get(CID).generation == generation  # a clean restart goes on in the same file
 
 
+def test_a_crash_of_the_store_alone_goes_on_in_the_same_file(tmp_path: Path) -> None:
+    # The kernel kept every write of a store that was only killed (same boot): no new file, which would cost
+    # every container a rotated file (all of its lines with max-file=1).
+    store = LocalStore(tmp_path)
+    store.start()
+    store.logger_started(CID, "run1", {}, StoreOptions(max_file=1))
+    assert store.append_batch(CID, "run1", 1 << 40, b"".join(record(stored(t)) for t in range(10)), 10)
+    before = line_positions(store)
+    generation = store.get(CID).generation
+    store.close()  # no stopped(): SIGKILL
+    restarted = LocalStore(tmp_path)
+    restarted.start()
+    assert not restarted.unclean
+    restarted.logger_started(CID, "run2", {}, StoreOptions(max_file=1))
+    assert restarted.append_batch(CID, "run2", 1 << 41, record(stored(11)), 1)
+    assert restarted.get(CID).generation == generation
+    assert line_positions(restarted)[: len(before)] == before  # the first ten lines are still there
+    restarted.close()
+
+
 def test_a_batch_stored_just_before_the_new_file_is_recognised_when_sent_again(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.start()
     store.logger_started(CID, "run1", {}, StoreOptions())
     assert store.append_batch(CID, "run1", 1 << 40, record(stored(1)), 1)
     store.close()
+    simulate_reboot(tmp_path)
     restarted = LocalStore(tmp_path)
     restarted.start()  # unclean: the next append, another logger's, starts a new file
+    assert restarted.unclean
     assert restarted.append_batch(CID, "run2", 1 << 41, record(stored(2)), 1)
     restarted.close()
-    again = LocalStore(tmp_path)  # killed again: run1's last marker is in the file before
+    simulate_reboot(tmp_path)
+    again = LocalStore(tmp_path)  # the machine died again: run1's last marker is in the file before
     again.start()
     assert again.append_batch(CID, "run1", 1 << 40, record(stored(1)), 1)
     assert again.counters.duplicates_skipped_total == 1

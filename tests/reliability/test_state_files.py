@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
+from tests.conftest import RunningPlugin, simulate_reboot, start_plugin, wait_until
 from tests.dockerd_driver import FakeLogger, entry
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
@@ -131,6 +131,7 @@ def test_power_cut_drops_the_unsynced_tails(short_tmp: Path, es: EsStandin, figu
             dropped += size - keep
         for tmp in plugin.data_dir.rglob("*.tmp"):
             tmp.unlink()  # never synced, never renamed
+        simulate_reboot(plugin.data_dir)
         plugin = start_plugin(short_tmp)
         write(loggers, 1)
         settle(es, 4 * LINES)

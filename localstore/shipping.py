@@ -100,7 +100,9 @@ class FetchServer:
             if not force:
                 return False
             records, first, nxt, skipped = b"", start, start, 0
-        stopped = not clog.open_fifos and nxt >= clog.end
+        # Before the supervisor named the running loggers (LoggersSynced, after a restart of the store) a running
+        # container has no open FIFO here yet: calling it stopped would make the shipper forget it.
+        stopped = self.store.loggers_synced and not clog.open_fifos and nxt >= clog.end
         if not records and not skipped and not stopped and not force:
             return False
         # Skipped (deleted) files are logged and counted by the shipper only: one message per loss.
@@ -123,7 +125,8 @@ class FetchServer:
             generation, offset = clog.first_generation, 0
         oldest = clog.generation - oldest_index(clog.folder)
         if generation < oldest:  # rotated away (max-file) before they were shipped: counted, and skipped at once
-            skipped, generation, offset = oldest - generation, oldest, 0
+            skipped = oldest - generation - self._finished(clog.container_id, generation, offset)
+            generation, offset = oldest, 0
         while True:
             if (generation, offset) >= clog.end:
                 here = min((generation, offset), clog.end)
@@ -146,6 +149,12 @@ class FetchServer:
                 data = f.read(n + 2 * HEADER_SIZE)
                 cut = len(data)
             return data[:cut], (generation, offset), (generation, offset + cut), skipped
+
+    def _finished(self, container_id: str, generation: int, offset: int) -> bool:
+        """Whether the shipper had read all of a file that is deleted now: the handle it read from still holds it.
+        Such a file lost nothing. Without the handle nobody knows, and the file is counted as lost."""
+        cached = self.handles.get(container_id)
+        return cached is not None and cached[0] == generation and offset >= os.fstat(cached[1].fileno()).st_size
 
     def _open(self, clog: ContainerLog, generation: int) -> BinaryIO | None:
         """The file of ``generation`` (None when deleted); raises Expanding while a .gz is being expanded."""

@@ -166,3 +166,27 @@ def test_the_slow_path_of_last_good_end_streams_the_file(tmp_path: Path) -> None
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes held for a {size}-byte file"
+
+
+def test_no_container_is_called_stopped_before_the_running_loggers_are_known(tmp_path: Path) -> None:
+    # After a restart of the local store the supervisor names the running loggers again (LoggersSynced ends the
+    # list). Until then a running container has no open FIFO here: calling it stopped would make the shipper
+    # forget it, and its shipping config with it.
+    first = LocalStore(tmp_path)
+    first.logger_started(CID, "run1", {}, StoreOptions())
+    for t in range(3):
+        first.append(CID, record(stored(t)), 1)
+    end = first.get(CID).end
+    first.close()
+    restarted = LocalStore(tmp_path)
+    pair = Pair(restarted)
+    try:
+        before = asyncio.run(pair.fetch(CID, -1))
+        assert (before.next_generation, before.next_offset) == end and lines(before.records) == 3
+        assert not before.stopped
+        restarted.loggers_synced = True  # the supervisor named them all, and this container is not among them
+        after = asyncio.run(pair.fetch(CID, -1))
+        assert after.stopped
+    finally:
+        pair.close()
+        restarted.close()

@@ -274,7 +274,7 @@ class LocalStoreProcess:
 
     def _release_idle(self) -> None:
         for container_id in self.store.release_idle():
-            self.fetches.release(container_id)
+            self.fetches.forget(container_id)
 
     def _expire(self) -> None:
         """Every EXPIRY_INTERVAL, from the moment the supervisor named the running loggers (LoggersSynced)."""

@@ -55,7 +55,11 @@ class FetchServer:
         self.expanding: dict[str, tuple[int, asyncio.Future[BinaryIO]]] = {}
         self.expanded: OrderedDict[str, None] = OrderedDict()
         self.expand_slots = threading.BoundedSemaphore(EXPANDING_AT_ONCE)
-        store.forget_hooks.append(self.release)
+        # container -> (generation, size) of the last rotated file read to its end. A fetch from the end of a file
+        # then goes straight to the next one: otherwise, with one open file or expansion per container, learning
+        # a gzipped file's end and expanding the next one would each give up the other, for ever.
+        self.ends: dict[str, tuple[int, int]] = {}
+        store.forget_hooks.append(self.forget)
 
     def handle(self, identity: bytes, fetch: Fetch) -> None:
         old = self.waiting.pop(fetch.container_id, None)
@@ -131,12 +135,20 @@ class FetchServer:
             if (generation, offset) >= clog.end:
                 here = min((generation, offset), clog.end)
                 return b"", here, here, skipped
+            known = self.ends.get(clog.container_id)
+            if known is not None and known[0] == generation and offset >= known[1]:
+                generation, offset = generation + 1, 0
+                continue
             f = self._open(clog, generation)
             if f is None:
                 skipped += 1
                 generation, offset = generation + 1, 0
                 continue
-            end = clog.size if generation == clog.generation else os.fstat(f.fileno()).st_size
+            if generation == clog.generation:
+                end = clog.size
+            else:
+                end = os.fstat(f.fileno()).st_size
+                self.ends[clog.container_id] = (generation, end)
             if offset >= end:
                 generation, offset = generation + 1, 0
                 continue
@@ -151,8 +163,11 @@ class FetchServer:
             return data[:cut], (generation, offset), (generation, offset + cut), skipped
 
     def _finished(self, container_id: str, generation: int, offset: int) -> bool:
-        """Whether the shipper had read all of a file that is deleted now: the handle it read from still holds it.
-        Such a file lost nothing. Without the handle nobody knows, and the file is counted as lost."""
+        """Whether the shipper had read all of a file that is deleted now (its end is known, or the handle it was
+        read from still holds it). Such a file lost nothing. Otherwise nobody knows, and it is counted as lost."""
+        known = self.ends.get(container_id)
+        if known is not None and known[0] == generation:
+            return offset >= known[1]
         cached = self.handles.get(container_id)
         return cached is not None and cached[0] == generation and offset >= os.fstat(cached[1].fileno()).st_size
 
@@ -207,6 +222,11 @@ class FetchServer:
         while len(self.expanded) > MAX_EXPANDED:
             self.release(next(iter(self.expanded)))
         return f
+
+    def forget(self, container_id: str) -> None:
+        """The store forgot the container (released or destroyed)."""
+        self.release(container_id)
+        self.ends.pop(container_id, None)
 
     def release(self, container_id: str) -> None:
         """The store forgot the container (or its expanded file is the least recently used): close the file we

@@ -190,3 +190,18 @@ def test_no_container_is_called_stopped_before_the_running_loggers_are_known(tmp
     finally:
         pair.close()
         restarted.close()
+
+
+def test_a_fetch_at_the_end_of_a_gzipped_file_gets_the_next_gzipped_one(store: LocalStore, pair: Pair) -> None:
+    # The shipper's position is often the end of a file that was current when it read it and is gzipped now. The
+    # fetch server must learn that file's end and then expand the next one: expanding one file at a time per
+    # container, it used to give up each for the other and answer nothing, for ever.
+    oldest = compressed(store, CID)
+    run(_next_gzipped(pair, oldest))
+
+
+async def _next_gzipped(pair: Pair, oldest: int) -> None:
+    first = await pair.fetch(CID, oldest)
+    assert lines(first.records) > 0 and first.next_generation == oldest
+    second = await pair.fetch(CID, first.next_generation, first.next_offset)
+    assert lines(second.records) > 0 and second.generation == oldest + 1

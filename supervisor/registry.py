@@ -48,10 +48,12 @@ class LoggerRegistry:
 
     def save(self, record: LoggerRecord) -> None:
         # 0600 in a 0700 folder: the Info's Config holds the log-opts, secrets included, and re-attaching after a
-        # restart needs them as given. The container id comes first, so a damaged file still tells it.
+        # restart needs them as given. The container id comes first and the log-opts next, so a file cut short
+        # still tells both.
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = {key: record.info[key] for key in ("ContainerID", "Config") if key in record.info} | record.info
         write_json(self._path(record.fifo_path), {"ContainerID": record.info.get("ContainerID"),
-                                                  "File": record.fifo_path, "Info": record.info})
+                                                  "File": record.fifo_path, "Info": info})
 
     def remove(self, fifo_path: str) -> None:
         try:

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from proto.options import LogOptionError
 from shipper.encoder import validate_documents
 from shipper.output import validate_output
 from supervisor.logopts import (
     OPTIONS,
-    LogOptionError,
     Option,
     parse_bool,
     parse_count,

@@ -11,19 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.logopts import (
-    OPTIONS,
-    OPTIONS_BY_NAME,
-    SECRET_OPTIONS,
-    LogOptionError,
-    parse_duration,
-    parse_log_options,
-    parse_size,
-    parse_text,
-    redacted_config,
-    user_regex,
-    without_credentials,
-)
+from proto.options import SECRET_OPTIONS, LogOptionError, redacted_config, user_regex, without_credentials
+from supervisor.logopts import OPTIONS, OPTIONS_BY_NAME, parse_duration, parse_log_options, parse_size, parse_text
 from tests.conftest import RunningPlugin
 from tests.dockerd_driver import PluginClient, make_info, new_container_id
 
@@ -150,6 +139,8 @@ def test_dockers_own_keys_are_accepted() -> None:
 
 def test_secret_options_are_the_expected_ones() -> None:
     assert {"password", "api_key", "cloud_auth", "ssl.key"} <= SECRET_OPTIONS
+    # The list lives in proto.options (the shipper and the store need it): each name must be a declared option.
+    assert not SECRET_OPTIONS - OPTIONS_BY_NAME.keys()
 
 
 SECRET = "s3cr3t-VALUE-never-shown"

@@ -41,8 +41,8 @@ from supervisor.logopts import (
     parse_text,
     parse_url,
 )
+from testkit.dockerd_driver import make_info
 from tests.docker_fixtures import DockerEngine, Plugin
-from tests.dockerd_driver import make_info
 from tests.reliability.conftest import FigureTable
 from tests.tls_certs import make_tls_files
 

@@ -32,9 +32,11 @@ plugin: venv
 demo: venv
 	scripts/demo.sh
 
+# ruff, mypy, and the package boundaries written as import-linter contracts in pyproject.toml ([tool.importlinter]).
 lint: venv
 	$(VPY) -m ruff check .
 	$(VPY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # Every bench/*.py module in turn (bench/docker_run.py starts its own private engine: needs root), then one table of
 # every figure (bench/_table.py), also kept in build/bench-figures.md.

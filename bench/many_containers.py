@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._table import header, report  # noqa: E402
 from bench.shipper_throughput import CountingEs  # noqa: E402
-from tests.conftest import start_plugin  # noqa: E402
-from tests.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.plugin import start_plugin  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")
 

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._table import header, report  # noqa: E402
-from tests.conftest import start_plugin, wait_until  # noqa: E402
-from tests.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.plugin import start_plugin, wait_until  # noqa: E402
 
 
 def make_stream(path: Path, lines: int, size: int) -> None:

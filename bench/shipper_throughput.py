@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._table import header, report  # noqa: E402
-from tests.conftest import RunningPlugin, start_plugin, wait_until  # noqa: E402
-from tests.dockerd_driver import FakeLogger, make_info, new_container_id  # noqa: E402
+from testkit.dockerd_driver import FakeLogger, make_info, new_container_id  # noqa: E402
+from testkit.plugin import RunningPlugin, start_plugin, wait_until  # noqa: E402
 
 INDEX = "logs-docker-default"
 

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._table import header, report  # noqa: E402
-from tests.conftest import start_plugin  # noqa: E402
-from tests.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.dockerd_driver import FakeLogger  # noqa: E402
+from testkit.plugin import start_plugin  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

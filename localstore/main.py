@@ -13,7 +13,6 @@ from pathlib import Path
 
 import zmq
 
-from localstore.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 from localstore.readlogs import ReadLogsStream
 from localstore.shipping import FetchServer
 from localstore.store import LocalStore, StoreOptions, StoreSettings
@@ -35,6 +34,7 @@ from proto.messages import (
     decode,
     stats_report,
 )
+from proto.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 
 log = logging.getLogger("elp.localstore")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from localstore.generations import GenerationFloor, has_files, restore_generations
-from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir, is_container_id
+from localstore.paths import INFO_NAME, LOG_NAME, container_dir, containers_dir
 from localstore.recovery import find_last_marker, last_good_end
 from localstore.segments import (
     chain,
@@ -27,8 +27,9 @@ from localstore.segments import (
 from localstore.state import STATE_NAME, read_state, write_state
 from proto.framing import generation_record, marker_record
 from proto.messages import SEQ_SHIFT
+from proto.options import redacted_config
+from proto.paths import is_container_id
 from proto.statefile import write_bytes
-from supervisor.logopts import redacted_config
 
 log = logging.getLogger("elp.localstore")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from supervisor.logopts import LogOptionError, user_regex
+from proto.options import LogOptionError, user_regex
 
 AGENT_TYPE = "elastic-logging-plugin"
 # What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.

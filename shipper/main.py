@@ -17,7 +17,6 @@ from typing import Any
 
 import zmq
 
-from localstore.paths import fetch_endpoint, is_container_id
 from proto.housekeeping import Periodic, ReportSender
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
@@ -30,6 +29,7 @@ from proto.messages import (
     decode,
     stats_report,
 )
+from proto.paths import fetch_endpoint, is_container_id
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
 from shipper.documents import kept_info

@@ -26,9 +26,9 @@ from elastic_transport.client_utils import parse_cloud_id
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
+from proto.options import shown_value
 from shipper.bounded import BoundedResponse
 from shipper.tls import OutputConfigError, make_ssl_context, pem_text
-from supervisor.logopts import shown_value
 
 log = logging.getLogger("elp.shipper")
 

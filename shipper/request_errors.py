@@ -7,7 +7,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TlsError, TransportError
 from elasticsearch import ApiError
 
-from supervisor.logopts import without_credentials
+from proto.options import without_credentials
 
 
 def closed_while_sending(exc: TransportConnectionError) -> bool:

@@ -13,7 +13,7 @@ import ssl
 import stat
 import tempfile
 
-from supervisor.logopts import LogOptionError
+from proto.options import LogOptionError
 
 PEM_MARK = "-----BEGIN "
 # A CA bundle is a few hundred KiB at most; the cap keeps a wrong path (a log file, a device) from filling memory.

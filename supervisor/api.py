@@ -17,9 +17,9 @@ import msgpack
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from localstore.paths import is_container_id
 from proto.messages import MAX_CONTROL_MESSAGE, ReadRequest
-from supervisor.logopts import LogOptionError
+from proto.options import LogOptionError
+from proto.paths import is_container_id
 from supervisor.stats import ProcessSampler, collect, prometheus
 from supervisor.timeparse import parse_go_time
 

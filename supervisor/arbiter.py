@@ -26,7 +26,6 @@ from typing import Any
 from aiohttp import web
 
 from localstore.main import LocalStoreProcess
-from localstore.paths import is_container_id, localstore_endpoint
 from localstore.store import StoreSettings
 from proto.housekeeping import Periodic
 from proto.messages import (
@@ -44,6 +43,7 @@ from proto.messages import (
     StatsPart,
     decode,
 )
+from proto.paths import is_container_id, localstore_endpoint
 from proto.statefile import StateFileError, read_bytes, write_text
 from shipper.documents import kept_info
 from shipper.encoder import validate_documents

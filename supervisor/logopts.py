@@ -1,8 +1,9 @@
 """Log options (``--log-opt``): declared once, validated once at StartLogging into a frozen ``LogOptions``.
 
 Every option is an ``Option`` record: its name, a parser that normalises the string or raises ``ValueError``,
-its default, a one-line description and whether it is a secret (never echoed in an error). Docker passes its own
-keys (``mode``, ``max-buffer-size``, ``cache-*``) through to plugins; they are accepted and kept.
+its default, a one-line description and whether it is a secret (never echoed in an error; the secret names, the
+option error and the redaction helpers live in ``proto.options``, as the shipper and the local store need them too).
+Docker passes its own keys (``mode``, ``max-buffer-size``, ``cache-*``) through to plugins; they are accepted and kept.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from urllib.parse import urlparse
 
 import re2
 
-
-class LogOptionError(ValueError):
-    """A log option that StartLogging must refuse; the message names the option and is shown by docker run."""
-
+from proto.options import SECRET_OPTIONS, LogOptionError, redacted_config, shown_value, user_regex
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -114,16 +112,6 @@ def parse_fields(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is reported once, by us, naming its option
-
-
-def user_regex(pattern: str) -> Any:
-    """Compile a regex a user gave, with RE2 (linear time: no pattern can freeze the loop it runs on, unlike
-    ``(a+)+$`` in Python's ``re``). Every user regex goes through here. Raises ``re2.error``."""
-    return re2.compile(pattern, options=_RE2_OPTIONS)
-
-
 def parse_regex(value: str) -> str:
     try:
         user_regex(value)
@@ -160,7 +148,11 @@ class Option:
     parse: Callable[[str], Any]
     default: Any
     doc: str
-    secret: bool = False
+
+    @property
+    def secret(self) -> bool:
+        """Never echoed in an error nor written where secrets must not go (the list is ``proto.options``'s)."""
+        return self.name in SECRET_OPTIONS
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -185,9 +177,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("endpoint", parse_list, (), "older name of hosts"),
     Option("cloud_id", parse_text, None, "Elastic Cloud id (replaces hosts)"),
     Option("user", parse_text, None, "basic-auth user"),
-    Option("password", parse_text, None, "basic-auth password", secret=True),
-    Option("api_key", parse_text, None, "API key, id:key or base64", secret=True),
-    Option("cloud_auth", parse_text, None, "Elastic Cloud user:password", secret=True),
+    Option("password", parse_text, None, "basic-auth password"),
+    Option("api_key", parse_text, None, "API key, id:key or base64"),
+    Option("cloud_auth", parse_text, None, "Elastic Cloud user:password"),
     Option("index", parse_text, "logs-docker-default", "target index or data stream; %{+yyyy.MM.dd} and %{[field]}"),
     Option("pipeline", parse_text, None, "ingest pipeline"),
     Option("timeout", parse_duration, 90.0, "per-request timeout, response headers included (more than 0)"),
@@ -213,47 +205,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ssl.certificate", parse_text, None,
            "client certificate: PEM text or the path of a regular file (not a link)"),
-    Option("ssl.key", parse_text, None, "client key: PEM text or the path of a regular file (not a link)", secret=True),
+    Option("ssl.key", parse_text, None, "client key: PEM text or the path of a regular file (not a link)"),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
-SECRET_OPTIONS = frozenset(opt.name for opt in OPTIONS if opt.secret)
-# The user-info part of every URL in a text (greedy to the token's last "@": a password may hold one unencoded).
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^\s,]*@")
-
-
-def without_credentials(text: str) -> str:
-    """``http://user:password@proxy:3128`` -> ``http://***@proxy:3128``, for every URL in ``text``."""
-    return _URL_CREDENTIALS.sub("***@", text)
-
-
-def shown_value(value: str, limit: int = 200) -> str:
-    """A non-secret option value as an error or a file may show it: the user-info of each comma-separated item
-    cut, with or without a scheme (``user:pw@proxy:3128`` -> ``***@proxy:3128``), a URL's query and fragment
-    dropped (``?api_key=...``), then cut at ``limit`` characters (after: a cut must not strip an "@" and leave a
-    password)."""
-    items = []
-    for item in value.split(","):
-        head, at, rest = item.rpartition("@")
-        if at:
-            scheme, sep, _ = head.partition("://")
-            item = f"{scheme}{sep}***@{rest}" if sep and "/" not in scheme else f"***@{rest}"
-        if "://" in item:
-            item = item.split("?", 1)[0].split("#", 1)[0]
-        items.append(item)
-    return ",".join(items)[:limit]
-
-
-def redacted_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Log-opts as they may be written where secrets must not go: secret options masked, URL credentials cut."""
-    return {name: "***" if name in SECRET_OPTIONS else _redacted(value) for name, value in config.items()}
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return shown_value(value, len(value))
-    if isinstance(value, tuple | list):  # a parsed list option (hosts)
-        return type(value)(_redacted(item) for item in value)
-    return value
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localstore.paths import LOG_NAME, containers_dir, is_container_id
+from localstore.paths import LOG_NAME, containers_dir
 from proto.framing import MARKER_PREFIX
+from proto.paths import is_container_id
 from proto.statefile import StateFileError, read_json, write_json
 
 log = logging.getLogger("elp.supervisor")

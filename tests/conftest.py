@@ -1,95 +1,18 @@
-"""Shared fixtures: the real supervisor in its own session, and a deadline-based wait."""
+"""Shared fixtures: the real supervisor in a short temporary folder (started by testkit.plugin), a simulated
+reboot, a small disk."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
-from tests.dockerd_driver import FakeLogger, PluginClient
-
-ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-@dataclass
-class RunningPlugin:
-    """The real supervisor process, started as ``python -m supervisor serve``."""
-
-    proc: subprocess.Popen[bytes]
-    socket_path: Path
-    data_dir: Path
-    fifo_dir: Path
-    log_path: Path
-    client: PluginClient
-
-    def logger(self, **kwargs: Any) -> FakeLogger:
-        return FakeLogger(self.client, self.fifo_dir, **kwargs)
-
-    def stats(self) -> dict[str, Any]:
-        status, body = self.client.request("/stats", None, method="GET")
-        assert status == 200
-        data: dict[str, Any] = json.loads(body)
-        return data
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-
-def start_plugin(base: Path, env: dict[str, str] | None = None) -> RunningPlugin:
-    socket_path, data_dir, fifo_dir = base / "p.sock", base / "data", base / "fifos"
-    fifo_dir.mkdir(parents=True, exist_ok=True)
-    log_path = base / "plugin.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "serve", "--socket", str(socket_path),
-             "--data-dir", str(data_dir), "--fifo-dir", str(fifo_dir)],
-            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "LOG_LEVEL": "debug", **(env or {})},
-        )
-    plugin = RunningPlugin(proc, socket_path, data_dir, fifo_dir, log_path, PluginClient(socket_path))
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"plugin exited with {proc.returncode}:\n{plugin.log_text()}")
-        if not socket_path.exists():
-            return False
-        try:
-            stats = plugin.stats()
-        except OSError:
-            return False
-        return bool(stats.get("localstore", {}).get("pid")) and "records_total" in stats["localstore"]
-
-    wait_until(ready, 20, message="the plugin to listen and its local store to report")
-    return plugin
+from testkit.plugin import RunningPlugin, start_plugin
 
 
 def simulate_reboot(data_dir: Path) -> None:

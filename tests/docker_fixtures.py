@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until  # noqa: F401 - re-exported for the docker tests
+from testkit.plugin import wait_until  # noqa: F401 - re-exported for the docker tests
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

@@ -28,7 +28,7 @@ from elasticsearch import (
     helpers,
 )
 
-from tests.conftest import wait_until
+from testkit.plugin import wait_until
 from tests.es_standin import EsStandin, iter_failed
 from tests.tls_certs import TlsFiles, make_tls_files
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from localstore.store import LocalStore
 from proto.framing import encode_frame
 from proto.messages import SEQ_SHIFT
-from tests.dockerd_driver import entry, new_container_id
+from testkit.dockerd_driver import entry, new_container_id
 from workers.reader import FrameReader
 
 FIFO = "f" * 64

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 from tests.supervisor.test_plugin_integration import reader_gone
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from proto.options import LogOptionError
 from shipper.encoder import validate_documents
 from shipper.output import validate_output
 from supervisor.logopts import (
     OPTIONS,
-    LogOptionError,
     Option,
     parse_bool,
     parse_count,
@@ -41,8 +41,8 @@ from supervisor.logopts import (
     parse_text,
     parse_url,
 )
+from testkit.dockerd_driver import make_info
 from tests.docker_fixtures import DockerEngine, Plugin
-from tests.dockerd_driver import make_info
 from tests.reliability.conftest import FigureTable
 from tests.tls_certs import make_tls_files
 

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from proto.entry_pb2 import LogEntry
 from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, FrameSplitter, encode_frame
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger
+from testkit.dockerd_driver import FakeLogger
+from testkit.plugin import RunningPlugin, wait_until
 from tests.reliability.conftest import FigureTable, scale
 from workers.reader import FrameReader
 

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RunningPlugin, start_plugin
-from tests.dockerd_driver import make_info, new_container_id
+from testkit.dockerd_driver import make_info, new_container_id
+from testkit.plugin import RunningPlugin, start_plugin
 from tests.reliability.conftest import FigureTable, scale
 
 ENDPOINTS = ("/LogDriver.StartLogging", "/LogDriver.StopLogging", "/LogDriver.ReadLogs")

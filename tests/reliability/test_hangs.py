@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.conftest import wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import wait_until
 from tests.reliability import test_kills
 from tests.reliability.conftest import FigureTable, scale
 from tests.reliability.test_kills import (

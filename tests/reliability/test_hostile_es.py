@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin, JsonObj
 from tests.reliability.conftest import FigureTable, scale
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.docker_fixtures import PLUGIN_NAME, DockerEngine, Plugin, new_name
-from tests.dockerd_driver import FakeLogger, entry
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 

@@ -29,8 +29,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, PacedWriter
+from testkit.dockerd_driver import FakeLogger, PacedWriter
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import PacedWriter, entry
+from testkit.dockerd_driver import PacedWriter, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 

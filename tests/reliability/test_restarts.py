@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from tests.conftest import wait_until
+from testkit.plugin import wait_until
 from tests.docker_fixtures import SCRIPTS, DockerEngine, Plugin, run_script
 from tests.reliability.conftest import FigureTable
 

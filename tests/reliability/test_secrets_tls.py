@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import ROOT, RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 from tests.tls_certs import TlsFiles, make_tls_files

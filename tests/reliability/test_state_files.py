@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, simulate_reboot, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
+from tests.conftest import simulate_reboot
 from tests.es_standin import EsStandin
 from tests.reliability.conftest import FigureTable, scale
 

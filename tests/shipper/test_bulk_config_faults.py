@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 from tests.shipper.bulk_harness import INDEX, Run, all_finished, make_docs, ship
 

@@ -12,8 +12,8 @@ import os
 import signal
 from collections import Counter
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"

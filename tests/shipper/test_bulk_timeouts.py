@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 from tests.shipper.bulk_harness import INDEX, all_finished, make_docs, ship
 

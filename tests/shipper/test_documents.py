@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proto.options import LogOptionError
 from shipper.documents import (
     ECS_VERSION,
     ContainerMeta,
@@ -21,7 +22,7 @@ from shipper.documents import (
     kept_info,
     parse_image,
 )
-from supervisor.logopts import LogOptionError, parse_log_options
+from supervisor.logopts import parse_log_options
 
 CID = "0123456789abcdef" * 4
 INFO: dict[str, Any] = {

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"

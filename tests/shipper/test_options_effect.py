@@ -10,8 +10,8 @@ from itertools import pairwise
 
 import pytest
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin, RecordedRequest
 
 INDEX = "logs-docker-default"

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 
 URL = os.environ.get("ELASTICSEARCH_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set ELASTICSEARCH_URL to test against a real cluster")

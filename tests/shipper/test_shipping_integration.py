@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"

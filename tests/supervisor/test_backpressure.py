@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from proto.framing import encode_frame
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 
 LINES = 600_000
 

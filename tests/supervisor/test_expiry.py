@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 
 RETAIN = "10m"
 # Running containers that never wrote a line. After a store restart they must be more than the control socketpair

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 from proto.entry_pb2 import LogEntry
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, wait_until
 from workers.main import FOLLOW_WAIT, QUIET_WAIT
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, wait_until
 
 CONTAINERS = 2000  # 1,700 quiet containers already made a report as big as the socketpair's 208 KiB buffer
 

@@ -8,8 +8,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry
+from testkit.dockerd_driver import FakeLogger, entry
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
 LINES = 6000

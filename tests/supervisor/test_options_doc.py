@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from testkit.plugin import ROOT
 
 
 def test_readme_tables_match_declarations() -> None:

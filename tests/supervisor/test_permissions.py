@@ -12,8 +12,8 @@ from pathlib import Path
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_frame, encode_record
 from supervisor.logopts import parse_log_options
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import PluginClient, entry, make_info, new_container_id
+from testkit.dockerd_driver import PluginClient, entry, make_info, new_container_id
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 from tests.es_standin import EsStandin
 
 ENV_SECRET = "env-s3cret-9f1c"  # an environment value the log-opts do not ask for

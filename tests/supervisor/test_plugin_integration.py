@@ -1,4 +1,4 @@
-"""The real supervisor, driven exactly as dockerd drives it (tests/dockerd_driver.py)."""
+"""The real supervisor, driven exactly as dockerd drives it (testkit/dockerd_driver.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from proto.entry_pb2 import LogEntry
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import FakeLogger, entry, make_info, new_container_id
+from testkit.dockerd_driver import FakeLogger, entry, make_info, new_container_id
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
 MAX_LINE = 16 * 1024
@@ -404,7 +404,7 @@ def test_rotation_options_reach_the_store(plugin: RunningPlugin) -> None:
 
 
 def test_destroy_logs_on_stop(short_tmp: Path) -> None:
-    from tests.conftest import start_plugin
+    from testkit.plugin import start_plugin
 
     plugin = start_plugin(short_tmp, env={"DESTROY_LOGS_ON_STOP": "true"})
     try:

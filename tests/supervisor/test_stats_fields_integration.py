@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import PacedWriter, entry
+from testkit.dockerd_driver import PacedWriter, entry
+from testkit.plugin import RunningPlugin, start_plugin, wait_until
 
 
 def test_lines_per_s_follows_the_write_rate(plugin: RunningPlugin) -> None:

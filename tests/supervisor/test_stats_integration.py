@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import ROOT, RunningPlugin, start_plugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import ROOT, RunningPlugin, start_plugin, wait_until
 
 
 def test_stats_follow_the_load(plugin: RunningPlugin) -> None:

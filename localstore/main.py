@@ -1,4 +1,4 @@
-"""The local store process: PULL batches, append them, answer ReadLogs, report stats."""
+"""The local store process: take batches (ROUTER), append them, answer ReadLogs, report stats."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import zmq
 
+from localstore.fetch_server import FetchServer
 from localstore.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 from localstore.readlogs import ReadLogsStream
-from localstore.shipping import FetchServer
 from localstore.store import LocalStore, StoreOptions, StoreSettings
 from proto.housekeeping import Periodic, ReportSender
 from proto.messages import (
@@ -63,8 +63,8 @@ class LocalStoreProcess:
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
         self.closed_at: dict[str, float] = {}
-        self.pull: zmq.Socket
-        self.router: zmq.Socket
+        self.data_router: zmq.Socket
+        self.fetch_router: zmq.Socket
         self.fetches: FetchServer
         self.reports = ReportSender(control, log)
         self.report_no = 0
@@ -77,26 +77,26 @@ class LocalStoreProcess:
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
         ctx = zmq.Context(io_threads=1)
-        pull = ctx.socket(zmq.ROUTER)
-        pull.setsockopt(zmq.RCVHWM, RCVHWM)
-        pull.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
-        pull.setsockopt(zmq.LINGER, 0)
-        pull.bind(localstore_endpoint(self.data_dir))
-        router = ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        router.bind(fetch_endpoint(self.data_dir))
-        self.router = router
-        self.fetches = FetchServer(self.store, router, lambda: loop.call_soon(self._on_fetch))
-        router_fd = int(router.getsockopt(zmq.FD))
+        data_router = ctx.socket(zmq.ROUTER)
+        data_router.setsockopt(zmq.RCVHWM, RCVHWM)
+        data_router.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
+        data_router.setsockopt(zmq.LINGER, 0)
+        data_router.bind(localstore_endpoint(self.data_dir))
+        fetch_router = ctx.socket(zmq.ROUTER)
+        fetch_router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
+        fetch_router.setsockopt(zmq.LINGER, 0)
+        fetch_router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        fetch_router.bind(fetch_endpoint(self.data_dir))
+        self.fetch_router = fetch_router
+        self.fetches = FetchServer(self.store, fetch_router, lambda: loop.call_soon(self._on_fetch))
+        router_fd = int(fetch_router.getsockopt(zmq.FD))
         loop.add_reader(router_fd, self._on_fetch)
         loop.call_soon(self._on_fetch)
         self.control.setblocking(False)
         loop.add_reader(self.control.fileno(), self._on_control)
-        self.pull = pull
+        self.data_router = data_router
         # ZeroMQ's FD is edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
-        zmq_fd = int(pull.getsockopt(zmq.FD))
+        zmq_fd = int(data_router.getsockopt(zmq.FD))
         loop.add_reader(zmq_fd, self._on_data)
         loop.call_soon(self._on_data)
         stats = asyncio.create_task(self.housekeeping.run())
@@ -114,16 +114,16 @@ class LocalStoreProcess:
         self._send_stats()
         self.store.close()
         self.store.stopped()
-        pull.close()
-        router.close()
+        data_router.close()
+        fetch_router.close()
         ctx.term()
         return ExitCode.DONE
 
     def _on_data(self) -> None:
-        self._take(self.pull, self._handle_data, self._on_data)
+        self._take(self.data_router, self._handle_data, self._on_data)
 
     def _on_fetch(self) -> None:
-        self._take(self.router, self._handle_shipping, self._on_fetch)
+        self._take(self.fetch_router, self._handle_shipping, self._on_fetch)
 
     def _take(self, sock: zmq.Socket, handle: Callable[[bytes, Message], None], again: Callable[[], None]) -> None:
         """Handle what a ROUTER socket holds, a bounded number at a time (ZeroMQ's FD is edge-triggered, so
@@ -159,8 +159,8 @@ class LocalStoreProcess:
     def _drain_all(self) -> None:
         """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
         last batches may still be on the way through ZeroMQ's I/O thread: wait until it stays quiet."""
-        while self.pull.poll(DRAIN_QUIET_MS):
-            self._take(self.pull, self._handle_data, lambda: None)
+        while self.data_router.poll(DRAIN_QUIET_MS):
+            self._take(self.data_router, self._handle_data, lambda: None)
 
     def _handle_data(self, identity: bytes, msg: Message) -> None:
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
@@ -174,7 +174,7 @@ class LocalStoreProcess:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the data path"))
             return
         try:
-            self.pull.send_multipart([identity, reply.encode()], zmq.NOBLOCK)
+            self.data_router.send_multipart([identity, reply.encode()], zmq.NOBLOCK)
         except zmq.Again:
             pass  # the reader sends the batch again and gets the acknowledgement then
         # A send can consume the FD's edge for a message that just arrived; _on_data loops on EVENTS anyway.

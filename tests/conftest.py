@@ -92,6 +92,11 @@ def start_plugin(base: Path, env: dict[str, str] | None = None) -> RunningPlugin
     return plugin
 
 
+def reader_gone(plugin: RunningPlugin, logger: FakeLogger) -> bool:
+    """Whether the reader of ``logger``'s FIFO has left the supervisor's stats (it reached EOF and exited)."""
+    return all(r["fifo"] != logger.path.name for r in plugin.stats()["readers"])
+
+
 def simulate_reboot(data_dir: Path) -> None:
     """What a power cut leaves besides torn files: the running marker of a local store from another boot of the
     machine (the marker holds the kernel's boot id; a store that only crashed left this boot's)."""

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningPlugin, start_plugin, wait_until
+from tests.conftest import RunningPlugin, reader_gone, start_plugin, wait_until
 from tests.dockerd_driver import entry
 from tests.es_standin import EsStandin
-from tests.supervisor.test_plugin_integration import reader_gone
 
 INDEX = "logs-docker-default"
 

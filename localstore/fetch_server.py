@@ -19,9 +19,10 @@ from typing import BinaryIO
 
 import zmq
 
+from localstore.container_log import ContainerLog
 from localstore.generations import oldest_index
 from localstore.segments import GZ, existing_rotated, open_segment
-from localstore.store import ContainerLog, LocalStore
+from localstore.store import LocalStore
 from proto.framing import HEADER, HEADER_SIZE
 from proto.messages import Fetch, Records
 

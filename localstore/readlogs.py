@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from localstore.container_log import ContainerLog
 from localstore.segments import chain, existing_rotated, open_segment
-from localstore.store import ContainerLog, LocalStore
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME, is_marker
 from proto.messages import ReadRequest

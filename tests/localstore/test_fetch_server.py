@@ -14,9 +14,10 @@ import pytest
 import zmq
 
 import localstore.fetch_server as fetch_server
+from localstore.container_log import StoreOptions
 from localstore.fetch_server import FetchServer
 from localstore.recovery import last_good_end
-from localstore.store import LocalStore, StoreOptions
+from localstore.store import LocalStore
 from proto.framing import HEADER, HEADER_SIZE, is_marker
 from proto.messages import Fetch, Records, decode
 from tests.localstore.records import CID, record, stored

@@ -12,10 +12,12 @@ import pytest
 import zmq
 
 import localstore.generations as generations
+from localstore.container_log import StoreOptions
 from localstore.fetch_server import FetchServer
 from localstore.generations import FLOOR_NAME, generations_on_disk
 from localstore.paths import LOG_NAME, container_dir
-from localstore.store import STATE_NAME, LocalStore, StoreOptions, StoreSettings
+from localstore.state import STATE_NAME
+from localstore.store import LocalStore, StoreSettings
 from proto.framing import HEADER, HEADER_SIZE, encode_record, generation_of, is_marker, marker_of
 from tests.conftest import simulate_reboot
 from tests.localstore.records import CID, record, stored

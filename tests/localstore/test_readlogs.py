@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from localstore.container_log import StoreOptions
 from localstore.paths import LOG_NAME, container_dir
 from localstore.readlogs import CHUNK, tail_start
-from localstore.store import LocalStore, StoreOptions
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER_SIZE, encode_frame, marker_record
 from tests.localstore.readlogs_peer import DEADLINE, Peer, serve, stream_started

@@ -6,9 +6,10 @@ import asyncio
 import gzip
 from pathlib import Path
 
+from localstore.container_log import StoreOptions
 from localstore.paths import container_dir
 from localstore.segments import chain
-from localstore.store import LocalStore, StoreOptions
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import generation_record
 from tests.localstore.readlogs_peer import DEADLINE, Peer, serve

@@ -39,7 +39,7 @@ from localstore.readlogs import ReadLogsStream
 from localstore.segments import record_boundary_after
 from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE, encode_record
+from proto.framing import HEADER, HEADER_SIZE, encode_record, generation_record
 from proto.messages import ReadRequest
 
 CID = "0123456789abcdef" * 4
@@ -256,7 +256,8 @@ def build_rotated(data_dir: Path, batches: list[tuple[bytes, int]], options: Sto
             store.append(CID, records[:cut], count * cut // len(records))
         assert clog.size >= options.max_size
         store.append(CID, tail_records(batches[0][0], last), last)  # rotates first: the file was full
-        assert clog.size == len(tail_records(batches[0][0], last))
+        marker = generation_record(clog.generation, clog.first_generation)  # every file starts with one
+        assert clog.size == len(marker) + len(tail_records(batches[0][0], last))
     finally:
         store.close()
 

@@ -16,9 +16,9 @@ from typing import BinaryIO
 from localstore.generations import GenerationFloor, has_files, restore_generations
 from localstore.paths import LOG_NAME
 from localstore.recovery import last_good_end
-from localstore.segments import gzip_copy, record_boundary_after, rotated_path, shift_chain
+from localstore.segments import gzip_copy, rotated_path, shift_chain
 from localstore.state import STATE_NAME, read_state, write_state
-from proto.framing import generation_record
+from proto.framing import generation_record, record_boundary_after
 
 log = logging.getLogger("elp.localstore")
 

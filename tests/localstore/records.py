@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proto.entry_pb2 import LogEntry
-from proto.framing import encode_record
+from proto.framing import HEADER, HEADER_SIZE, encode_record
 from proto.messages import ReadRequest
 
 CID = "0123456789abcdef" * 4
@@ -27,3 +27,14 @@ def request(
 
 def times(entries: list[LogEntry]) -> list[int]:
     return [e.time_nano for e in entries]
+
+
+def bodies(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset, body) of every record in ``data``, markers included: the tests' own walk, independent of the
+    walkers in proto/framing.py that the code under test uses."""
+    out, pos = [], 0
+    while pos < len(data):
+        (n,) = HEADER.unpack_from(data, pos)
+        out.append((pos, data[pos + HEADER_SIZE : pos + HEADER_SIZE + n]))
+        pos += n + 2 * HEADER_SIZE
+    return out

@@ -18,9 +18,9 @@ from localstore.container_log import StoreOptions
 from localstore.fetch_server import FetchServer
 from localstore.recovery import last_good_end
 from localstore.store import LocalStore
-from proto.framing import HEADER, HEADER_SIZE, is_marker
+from proto.framing import is_marker
 from proto.messages import Fetch, Records, decode
-from tests.localstore.records import CID, record, stored
+from tests.localstore.records import CID, bodies, record, stored
 
 OTHERS = [f"{i:064x}" for i in range(1, 4)]
 
@@ -75,12 +75,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def lines(records: bytes) -> int:
-    count, pos = 0, 0
-    while pos < len(records):
-        (n,) = HEADER.unpack_from(records, pos)
-        count += not is_marker(records[pos + HEADER_SIZE : pos + HEADER_SIZE + n])
-        pos += n + 2 * HEADER_SIZE
-    return count
+    return sum(not is_marker(body) for _, body in bodies(records))
 
 
 def compressed(store: LocalStore, container_id: str) -> int:

@@ -34,11 +34,11 @@ from pathlib import Path
 import uvloop
 
 from bench._table import header, report
+from localstore.container_log import StoreOptions
 from localstore.readlogs import ReadLogsStream
-from localstore.segments import record_boundary_after
-from localstore.store import LocalStore, StoreOptions
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE, encode_record
+from proto.framing import HEADER, HEADER_SIZE, encode_record, record_boundary_after
 from proto.messages import ReadRequest
 
 CID = "0123456789abcdef" * 4

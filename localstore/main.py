@@ -1,4 +1,4 @@
-"""The local store process: PULL batches, append them, answer ReadLogs, report stats."""
+"""The local store process: take batches (ROUTER), append them, answer ReadLogs, report stats."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import zmq
 
+from localstore.container_log import StoreOptions
+from localstore.fetch_server import FetchServer
 from localstore.readlogs import ReadLogsStream
-from localstore.shipping import FetchServer
-from localstore.store import LocalStore, StoreOptions, StoreSettings
+from localstore.store import LocalStore, StoreSettings
 from proto.housekeeping import Periodic, ReportSender
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
@@ -63,67 +64,79 @@ class LocalStoreProcess:
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
         self.closed_at: dict[str, float] = {}
-        self.pull: zmq.Socket
-        self.router: zmq.Socket
+        self.data_router: zmq.Socket
+        self.fetch_router: zmq.Socket
         self.fetches: FetchServer
         self.reports = ReportSender(control, log)
         self.report_no = 0
-        self.housekeeping = self._housekeeping()
+        self.housekeeping = self._housekeeping()  # run beside the main loop; see the section below
         self.next_expiry = 0.0
 
     async def run(self) -> ExitCode:
+        """The main loop: the event loop serves batches (data ROUTER), fetches (fetch ROUTER), the supervisor's
+        messages (control socketpair) and every ReadLogs stream (a task each); housekeeping runs beside them. Until
+        SIGTERM; then what the readers handed over is stored before the files close."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
-        ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
         ctx = zmq.Context(io_threads=1)
-        pull = ctx.socket(zmq.ROUTER)
-        pull.setsockopt(zmq.RCVHWM, RCVHWM)
-        pull.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
-        pull.setsockopt(zmq.LINGER, 0)
-        pull.bind(localstore_endpoint(self.data_dir))
-        router = ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        router.bind(fetch_endpoint(self.data_dir))
-        self.router = router
-        self.fetches = FetchServer(self.store, router, lambda: loop.call_soon(self._on_fetch))
-        router_fd = int(router.getsockopt(zmq.FD))
-        loop.add_reader(router_fd, self._on_fetch)
-        loop.call_soon(self._on_fetch)
+        self._bind(ctx)
+        self.fetches = FetchServer(self.store, self.fetch_router, lambda: loop.call_soon(self._on_fetch))
         self.control.setblocking(False)
+        # ZeroMQ's FDs are edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
+        zmq_readers = {int(self.fetch_router.getsockopt(zmq.FD)): self._on_fetch,
+                       int(self.data_router.getsockopt(zmq.FD)): self._on_data}
+        for fd, on_readable in zmq_readers.items():
+            loop.add_reader(fd, on_readable)
+            loop.call_soon(on_readable)
         loop.add_reader(self.control.fileno(), self._on_control)
-        self.pull = pull
-        # ZeroMQ's FD is edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
-        zmq_fd = int(pull.getsockopt(zmq.FD))
-        loop.add_reader(zmq_fd, self._on_data)
-        loop.call_soon(self._on_data)
-        stats = asyncio.create_task(self.housekeeping.run())
+        housekeeping = asyncio.create_task(self.housekeeping.run())
+
         await self.stop.wait()
-        loop.remove_reader(zmq_fd)
-        loop.remove_reader(router_fd)
-        self._drain_all()
-        self.fetches.close()
-        self.store.save_cursors()
-        stats.cancel()
-        for task in list(self.streams):
-            task.cancel()
-        await asyncio.gather(stats, *self.streams, return_exceptions=True)
-        loop.remove_reader(self.control.fileno())
-        self._send_stats()
-        self.store.close()
-        self.store.stopped()
-        pull.close()
-        router.close()
+
+        for fd in zmq_readers:
+            loop.remove_reader(fd)
+        await self._shut_down(housekeeping)
+        self.data_router.close()
+        self.fetch_router.close()
         ctx.term()
         return ExitCode.DONE
 
+    def _bind(self, ctx: zmq.Context[zmq.Socket]) -> None:
+        """The readers' batches come to one ROUTER, the shipper's fetches to another."""
+        ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
+        data_router = ctx.socket(zmq.ROUTER)
+        data_router.setsockopt(zmq.RCVHWM, RCVHWM)
+        data_router.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
+        data_router.setsockopt(zmq.LINGER, 0)
+        data_router.bind(localstore_endpoint(self.data_dir))
+        self.data_router = data_router
+        fetch_router = ctx.socket(zmq.ROUTER)
+        fetch_router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
+        fetch_router.setsockopt(zmq.LINGER, 0)
+        fetch_router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        fetch_router.bind(fetch_endpoint(self.data_dir))
+        self.fetch_router = fetch_router
+
+    async def _shut_down(self, housekeeping: asyncio.Task[None]) -> None:
+        """Store every batch still on its way, save the cursors, end the streams, send the last report."""
+        self._drain_all()
+        self.fetches.close()
+        self.store.save_cursors()
+        housekeeping.cancel()
+        for task in list(self.streams):
+            task.cancel()
+        await asyncio.gather(housekeeping, *self.streams, return_exceptions=True)
+        asyncio.get_running_loop().remove_reader(self.control.fileno())
+        self._send_stats()
+        self.store.close()
+        self.store.stopped()
+
     def _on_data(self) -> None:
-        self._take(self.pull, self._handle_data, self._on_data)
+        self._take(self.data_router, self._handle_data, self._on_data)
 
     def _on_fetch(self) -> None:
-        self._take(self.router, self._handle_shipping, self._on_fetch)
+        self._take(self.fetch_router, self._handle_shipping, self._on_fetch)
 
     def _take(self, sock: zmq.Socket, handle: Callable[[bytes, Message], None], again: Callable[[], None]) -> None:
         """Handle what a ROUTER socket holds, a bounded number at a time (ZeroMQ's FD is edge-triggered, so
@@ -159,8 +172,8 @@ class LocalStoreProcess:
     def _drain_all(self) -> None:
         """At shutdown: store every batch the readers handed over. The readers have exited by now, but their
         last batches may still be on the way through ZeroMQ's I/O thread: wait until it stays quiet."""
-        while self.pull.poll(DRAIN_QUIET_MS):
-            self._take(self.pull, self._handle_data, lambda: None)
+        while self.data_router.poll(DRAIN_QUIET_MS):
+            self._take(self.data_router, self._handle_data, lambda: None)
 
     def _handle_data(self, identity: bytes, msg: Message) -> None:
         if isinstance(msg, Batch) and is_container_id(msg.container_id):
@@ -174,7 +187,7 @@ class LocalStoreProcess:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the data path"))
             return
         try:
-            self.pull.send_multipart([identity, reply.encode()], zmq.NOBLOCK)
+            self.data_router.send_multipart([identity, reply.encode()], zmq.NOBLOCK)
         except zmq.Again:
             pass  # the reader sends the batch again and gets the acknowledgement then
         # A send can consume the FD's edge for a message that just arrived; _on_data loops on EVENTS anyway.
@@ -249,9 +262,11 @@ class LocalStoreProcess:
             self.store.counters.read_streams -= 1
             sock.close()
 
+    # --- housekeeping: what the store does on its own, beside the main loop ----------------------------------------
+
     def _housekeeping(self) -> Periodic:
-        """Everything the store does on its own, each step on its own: one that fails (a full disk, a bug) is logged
-        and tried again, and never stops reports, cursor saves, deletions or expiry."""
+        """Every step on its own: one that fails (a full disk, a bug) is logged and tried again, and never stops
+        reports, cursor saves, deletions or expiry."""
         tasks = Periodic(log, STATS_INTERVAL)
         tasks.add("reporting stats", self._send_stats)
         tasks.add("forgetting closed FIFOs", self._prune_closed)

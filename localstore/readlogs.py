@@ -19,21 +19,31 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from localstore.segments import chain, existing_rotated, open_segment
-from localstore.store import ContainerLog, LocalStore
+from localstore.container_log import ContainerLog
+from localstore.segments import chain, open_generation, open_segment
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE, MAX_FRAME, is_marker
+from proto.framing import (
+    HEADER,
+    HEADER_SIZE,
+    MARKER_FIRST_BYTE,
+    MAX_FRAME,
+    RECORD_OVERHEAD,
+    Position,
+    is_marker,
+    record_spans,
+)
 from proto.messages import ReadRequest
 
 log = logging.getLogger("elp.localstore")
 
 CHUNK = 1 << 20
 TAIL_BLOCK = 64 << 10
-MARKER_BYTE = b"\x2a"  # first byte of a batch marker's body: checked before the full test
+MARKER_BYTE = bytes((MARKER_FIRST_BYTE,))  # checked before the full test (is_marker), which costs a slice
+MAX_RECORD = MAX_FRAME + RECORD_OVERHEAD  # a longer one is a corrupt length
 FOLLOW_POLL = 0.5
 # dockerd itself gives a stopping container's logger this long to drain (loggerCloseTimeout).
 DRAIN_WAIT = 10.0
-Position = tuple[int, int]
 
 
 def tail_in(f: BinaryIO, end: int, tail: int) -> tuple[int, int]:
@@ -199,22 +209,15 @@ class ReadLogsStream:
         if self.handle and self.handle[0] == generation:
             return self.handle[1]
         self._release()
-        index = clog.generation - generation
-        for _ in range(2):  # a gzip job may replace the plain file between the lookup and the open
-            path = existing_rotated(clog.folder, index) if index >= 0 else None
-            if path is None:
-                return None
+        found = open_generation(clog.folder, clog.generation, generation)
+        if isinstance(found, Path):
             try:
-                if path.name.endswith(".gz"):
-                    loop = asyncio.get_running_loop()
-                    f = await loop.run_in_executor(None, open_segment, path, self.scratch)
-                else:
-                    f = open_segment(path, self.scratch)
+                found = await asyncio.get_running_loop().run_in_executor(None, open_segment, found, self.scratch)
             except FileNotFoundError:
-                continue
-            self.handle = (generation, f)
-            return f
-        return None
+                return None  # rotated out (max-file) while it was being expanded
+        if found is not None:
+            self.handle = (generation, found)
+        return found
 
     def _release(self) -> None:
         if self.handle:
@@ -242,22 +245,19 @@ class ReadLogsStream:
     def _frames(self, data: bytes) -> tuple[bytearray, int, bool]:
         """Frames for the whole records in ``data``: (frames, bytes of records consumed, until reached)."""
         out = bytearray()
-        pos = 0
-        size = len(data)
-        unpack_from = HEADER.unpack_from
+        pos = 0  # after the last record taken
         since = self.request.since_ns
         until = self.request.until_ns
         filtered = self.since_pending or until
-        while pos + 2 * HEADER_SIZE <= size:
-            (n,) = unpack_from(data, pos)
-            end = pos + n + 2 * HEADER_SIZE
-            if n > MAX_FRAME or end > size:
-                break
-            if data[pos + HEADER_SIZE] == MARKER_BYTE[0] and is_marker(data[pos + HEADER_SIZE : end - HEADER_SIZE]):
+        for start, end in record_spans(data):
+            if end - start > MAX_RECORD:
+                break  # a corrupt length: _send_range decides what to do
+            body = start + HEADER_SIZE
+            if data[body] == MARKER_FIRST_BYTE and is_marker(data[body : end - HEADER_SIZE]):
                 pos = end
                 continue
             if filtered:
-                t = LogEntry.FromString(data[pos + HEADER_SIZE : end - HEADER_SIZE]).time_nano
+                t = LogEntry.FromString(data[body : end - HEADER_SIZE]).time_nano
                 if self.since_pending:
                     if t < since:
                         pos = end
@@ -266,7 +266,7 @@ class ReadLogsStream:
                 if until and t > until:
                     return out, pos, True
                 filtered = self.since_pending or until
-            out += data[pos : end - HEADER_SIZE]
+            out += data[start : end - HEADER_SIZE]
             self.sent += 1
             pos = end
         return out, pos, False

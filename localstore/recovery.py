@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of
+from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, marker_of, record_spans_back
 
 MARKER_SCAN = 4 << 20  # how far back from the end a restarted store looks for a logger's last batch marker
 
@@ -33,16 +33,11 @@ def _last_marker_in(path: Path, fifo: str) -> int | None:
         start = max(0, end - MARKER_SCAN)
         f.seek(start)
         data = f.read(end - start)
-    pos = len(data)
-    while pos >= 2 * HEADER_SIZE:
-        (n,) = HEADER.unpack_from(data, pos - HEADER_SIZE)
-        first = pos - n - 2 * HEADER_SIZE
-        if first < 0 or n > MAX_FRAME:
-            break
-        found = marker_of(memoryview(data)[first + HEADER_SIZE : pos - HEADER_SIZE])
+    view = memoryview(data)
+    for start, end in record_spans_back(view, len(data)):
+        found = marker_of(view[start + HEADER_SIZE : end - HEADER_SIZE])
         if found is not None and found[0] == fifo:
             return found[1]
-        pos = first
     return None
 
 

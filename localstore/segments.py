@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from localstore.paths import LOG_NAME
-from proto.framing import HEADER, HEADER_SIZE
 
 log = logging.getLogger("elp.localstore")
 
@@ -73,6 +72,25 @@ def gzip_copy(src: BinaryIO, target: Path) -> None:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def open_generation(folder: Path, current: int, generation: int) -> BinaryIO | Path | None:
+    """The file of ``generation`` when ``current`` is the newest: an open handle when it is plain, its path when it
+    is gzipped (expanding one takes a while: the caller does it off the loop, with ``open_segment``), None when it
+    no longer exists. A gzip job may replace the plain file between the lookup and the open: then the ``.gz`` is
+    looked up again."""
+    index = current - generation
+    if index < 0:
+        return None
+    for _ in range(2):
+        path = existing_rotated(folder, index)
+        if path is None or path.name.endswith(GZ):
+            return path
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def open_segment(path: Path, scratch: Path) -> BinaryIO:
     """A seekable handle on a segment; a gzipped one is expanded into an unlinked scratch file first."""
     if path.name.endswith(GZ):
@@ -83,14 +101,3 @@ def open_segment(path: Path, scratch: Path) -> BinaryIO:
         out.seek(0)
         return out
     return open(path, "rb")
-
-
-def record_boundary_after(records: bytes | memoryview, at_least: int) -> int:
-    """End offset of the first whole record in ``records`` that ends at or after ``at_least`` bytes."""
-    pos, size = 0, len(records)
-    while pos < size:
-        (n,) = HEADER.unpack_from(records, pos)
-        pos += n + 2 * HEADER_SIZE
-        if pos >= at_least:
-            return min(pos, size)
-    return size

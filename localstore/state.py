@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proto.framing import Position
 from proto.statefile import StateFileError, read_json, write_json
 
 STATE_NAME = "state.json"
-Position = tuple[int, int]
 
 
 @dataclass

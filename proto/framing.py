@@ -8,6 +8,7 @@ file backwards from its end.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from proto.entry_pb2 import LogEntry
@@ -29,6 +30,66 @@ def encode_record(body: bytes) -> bytes:
     """One on-disk record for an encoded LogEntry ``body``."""
     size = HEADER.pack(len(body))
     return size + body + size
+
+
+# --- walking stored records ------------------------------------------------------------------------------------
+# Every reader of the stored files (ReadLogs, the fetch server, the shipper's feed, crash recovery, rotation) walks
+# them with these. A position in a container's files is (generation, offset): see localstore/segments.py.
+Position = tuple[int, int]
+RECORD_OVERHEAD = 2 * HEADER_SIZE  # the two lengths around a stored record's body
+
+
+def record_spans(data: bytes | memoryview, pos: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) of each whole record in ``data`` from ``pos`` on, in order; the body is
+    ``data[start + HEADER_SIZE : end - HEADER_SIZE]``. Stops before a record the end of ``data`` cuts (the last
+    end yielded is where the whole records end). Lengths are not checked against MAX_FRAME: callers reading what
+    may be corrupt do that."""
+    unpack_from = HEADER.unpack_from
+    size = len(data)
+    while pos + RECORD_OVERHEAD <= size:
+        (n,) = unpack_from(data, pos)
+        end = pos + n + RECORD_OVERHEAD
+        if end > size:
+            return
+        yield pos, end
+        pos = end
+
+
+def record_spans_back(data: bytes | memoryview, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each record in ``data`` ending at or before ``end``, newest first, walking back by the
+    trailing lengths; stops at a length above MAX_FRAME or one that reaches before the start of ``data``."""
+    unpack_from = HEADER.unpack_from
+    while end >= RECORD_OVERHEAD:
+        (n,) = unpack_from(data, end - HEADER_SIZE)
+        start = end - n - RECORD_OVERHEAD
+        if start < 0 or n > MAX_FRAME:
+            return
+        yield start, end
+        end = start
+
+
+def whole_records_end(data: bytes | memoryview) -> int:
+    """Where the whole records at the start of ``data`` end (0 when the first one is cut)."""
+    pos, size = 0, len(data)
+    unpack_from = HEADER.unpack_from
+    while pos + RECORD_OVERHEAD <= size:  # record_spans' walk without a generator: this one runs per fetch
+        (n,) = unpack_from(data, pos)
+        end = pos + n + RECORD_OVERHEAD
+        if end > size:
+            break
+        pos = end
+    return pos
+
+
+def record_boundary_after(records: bytes | memoryview, at_least: int) -> int:
+    """End offset of the first whole record in ``records`` that ends at or after ``at_least`` bytes."""
+    pos, size = 0, len(records)
+    while pos < size:
+        (n,) = HEADER.unpack_from(records, pos)
+        pos += n + RECORD_OVERHEAD
+        if pos >= at_least:
+            return min(pos, size)
+    return size
 
 
 # dockerd's encoder writes ``source`` first and it is always "stdout" or "stderr": every frame body starts with
@@ -120,7 +181,9 @@ class FrameSplitter:
 # Readers of the files skip every marker (they all start with MARKER_PREFIX and have no source).
 MARKER_PREFIX = "elp:"
 GENERATION_PREFIX = MARKER_PREFIX + "generation:"
-_MARKER_FIRST_BYTE = 0x2A  # field 5 (partial_log_metadata) comes first when source, time and line are empty
+# Field 5 (partial_log_metadata) comes first when source, time and line are empty: a record body starting with any
+# other byte is no marker. Hot loops test this byte before they slice the body for is_marker.
+MARKER_FIRST_BYTE = 0x2A
 
 
 def marker_record(fifo: str, seq_end: int) -> bytes:
@@ -136,18 +199,20 @@ def generation_record(generation: int, first: int) -> bytes:
     return encode_record(entry.SerializeToString())
 
 
+def is_marker_entry(entry: LogEntry) -> bool:
+    """Whether a decoded stored entry is a marker of either kind (for readers that decode every record anyway)."""
+    return not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX)
+
+
 def _marker_id(body: bytes | memoryview) -> str | None:
     """The partial-metadata id of a marker record body (batch or generation), None for an ordinary entry."""
-    if not body or body[0] != _MARKER_FIRST_BYTE:
+    if not body or body[0] != MARKER_FIRST_BYTE:
         return None
     try:
         entry = LogEntry.FromString(bytes(body))
     except Exception:
         return None
-    mark = entry.partial_log_metadata.id
-    if entry.source or not mark.startswith(MARKER_PREFIX):
-        return None
-    return mark
+    return entry.partial_log_metadata.id if is_marker_entry(entry) else None
 
 
 def is_marker(body: bytes | memoryview) -> bool:

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER, HEADER_SIZE, MARKER_PREFIX
+from proto.framing import HEADER_SIZE, Position, is_marker_entry, record_spans
 from proto.messages import Records
 from shipper.encoder import Encoder
 
-Position = tuple[int, int]
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
 # A split line still open after this many later records is sent as it is (its remaining parts make a second
 # document): the acknowledgement waits at its start, so a line whose end never comes would hold the container's
@@ -99,13 +98,10 @@ class ContainerFeed:
         docs: list[PendingDoc] = []
         data = msg.records
         generation, base = msg.generation, msg.offset
-        pos = 0
         self.lost_files += msg.skipped_files
-        while pos + 2 * HEADER_SIZE <= len(data):
-            (n,) = HEADER.unpack_from(data, pos)
-            start, end = (generation, base + pos), (generation, base + pos + n + 2 * HEADER_SIZE)
-            body = data[pos + HEADER_SIZE : pos + HEADER_SIZE + n]
-            pos += n + 2 * HEADER_SIZE
+        for first, after in record_spans(data):
+            start, end = (generation, base + first), (generation, base + after)
+            body = data[first + HEADER_SIZE : after - HEADER_SIZE]
             self.records_seen += 1
             try:
                 entry = LogEntry.FromString(body)
@@ -125,7 +121,7 @@ class ContainerFeed:
         return docs
 
     def _add(self, entry: LogEntry, start: Position, end: Position, docs: list[PendingDoc]) -> None:
-        if not entry.source and entry.partial_log_metadata.id.startswith(MARKER_PREFIX):
+        if is_marker_entry(entry):
             self.inflight[end] = True  # the local store's batch marker, not a line: done at once
             return
         line = entry.line

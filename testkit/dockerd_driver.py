@@ -113,6 +113,17 @@ def entry(line: bytes, source: str = "stdout", time_nano: int = 0, partial_id: s
     return e
 
 
+MAX_LINE = 16 * 1024  # dockerd splits longer lines into partial entries of this size
+
+
+def split_line(line: bytes, ts: int) -> list[LogEntry]:
+    """What dockerd sends for a line over 16 KiB: partial chunks sharing an id, the last one marked."""
+    pid = secrets.token_hex(32)
+    parts = [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)]
+    return [entry(p, time_nano=ts, partial_id=pid, ordinal=i + 1, last=i == len(parts) - 1)
+            for i, p in enumerate(parts)]
+
+
 def _now_ns() -> int:
     import time
 

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit.dockerd_driver import FakeLogger
 from testkit.plugin import RunningPlugin, start_plugin
+
+
+def reader_gone(plugin: RunningPlugin, logger: FakeLogger) -> bool:
+    """Whether the reader of ``logger``'s FIFO has left the supervisor's stats (it reached EOF and exited)."""
+    return all(r["fifo"] != logger.path.name for r in plugin.stats()["readers"])
 
 
 def simulate_reboot(data_dir: Path) -> None:

@@ -16,8 +16,8 @@ import zmq
 from proto.housekeeping import ReportSender
 from proto.messages import MAX_CONTROL_MESSAGE, ExitCode, Followers, LoggerClosed, MessageError, decode, stats_report
 from workers.batcher import Batcher
+from workers.decoder import FrameDecoder
 from workers.delivery import BatchSender
-from workers.reader import FrameReader
 
 log = logging.getLogger("elp.reader")
 
@@ -62,11 +62,11 @@ class ReaderSpec:
 
 
 class ReaderProcess:
-    """Drains one FIFO: read, cut, decode, batch, PUSH; reports its counters to the supervisor."""
+    """Drains one FIFO: read, cut, decode, batch, send on a DEALER; reports its counters to the supervisor."""
 
     def __init__(self, spec: ReaderSpec) -> None:
         self.spec = spec
-        self.reader = FrameReader()
+        self.decoder = FrameDecoder()
         self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path),
                                max_wait=spec.follow_wait if spec.followed else spec.quiet_wait,
                                short_wait=spec.follow_wait, min_bytes=EARLY_BYTES, next_seq=spec.seq_base)
@@ -84,12 +84,12 @@ class ReaderProcess:
 
     def run(self) -> ExitCode:
         ctx = zmq.Context(io_threads=1)
-        push = ctx.socket(zmq.DEALER)
-        push.setsockopt(zmq.SNDHWM, 16)
-        push.setsockopt(zmq.LINGER, 0)  # nothing is lost by closing: unconfirmed batches are accounted for
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.SNDHWM, 16)
+        dealer.setsockopt(zmq.LINGER, 0)  # nothing is lost by closing: unconfirmed batches are accounted for
         for endpoint in self.spec.endpoints:
-            push.connect(endpoint)
-        self.sender = BatchSender(push, self.spec.container_id, PENDING_MAX_BYTES)
+            dealer.connect(endpoint)
+        self.sender = BatchSender(dealer, self.spec.container_id, PENDING_MAX_BYTES)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._handle_term)
@@ -102,16 +102,16 @@ class ReaderProcess:
             pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
         self.pipe_size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
         try:
-            self._loop(push, wake_r)
+            self._loop(dealer, wake_r)
         finally:
-            push.close()
+            dealer.close()
             ctx.term()
         return ExitCode.DONE
 
     def _handle_term(self, signum: int, frame: object) -> None:
         self.stopping = True
 
-    def _loop(self, push: zmq.Socket, wake_r: int) -> None:
+    def _loop(self, dealer: zmq.Socket, wake_r: int) -> None:
         fd = self.spec.fifo_fd
         poller = zmq.Poller()
         poller.register(wake_r, zmq.POLLIN)
@@ -136,7 +136,7 @@ class ReaderProcess:
                 else:
                     poller.unregister(fd)
                 watching_fifo = want_fifo
-            poller.register(push, zmq.POLLIN | (zmq.POLLOUT if sender.wants_to_send else 0))
+            poller.register(dealer, zmq.POLLIN | (zmq.POLLOUT if sender.wants_to_send else 0))
             left = self.batcher.time_left(now)
             timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
             if not want_fifo and not self.stopping:
@@ -162,19 +162,19 @@ class ReaderProcess:
             if self.eof or self.stopping:
                 break
         if self.eof:
-            closed = LoggerClosed(self.spec.container_id, self.batcher.fifo, self.reader.counters.lines,
-                                  self.reader.discarded_frames)
+            closed = LoggerClosed(self.spec.container_id, self.batcher.fifo, self.decoder.counters.lines,
+                                  self.decoder.discarded_frames)
             sender.queue(closed.encode(), self.batcher.next_seq, 0, closing=True)
-        self._flush(push)
+        self._flush(dealer)
         self._send_stats()
-        counters = self.reader.counters
+        counters = self.decoder.counters
         log.info(
             "reader of %s done (%s): %d lines, %d bytes, %d frames discarded, %d batches dropped",
             self.spec.container_id[:12],
             "eof" if self.eof else "stopped",
             counters.lines,
             counters.bytes,
-            self.reader.discarded_frames,
+            self.decoder.discarded_frames,
             sender.dropped_batches,
         )
 
@@ -195,7 +195,7 @@ class ReaderProcess:
                 raise
             if not chunk:
                 self.eof = True
-                lost = self.reader.finish()
+                lost = self.decoder.finish()
                 if lost:
                     log.warning(
                         "container %s: stream ended inside a frame; %d bytes discarded",
@@ -204,7 +204,7 @@ class ReaderProcess:
                     )
                 return
             self.read_bytes += len(chunk)
-            n = self.reader.feed(chunk, batcher.records)
+            n = self.decoder.feed(chunk, batcher.records)
             batcher.added(n)
             self._log_corruption_once()
             if len(batcher.records) >= batcher.max_bytes:
@@ -263,14 +263,14 @@ class ReaderProcess:
         self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
     def _log_corruption_once(self) -> None:
-        if not self.corrupt_logged and self.reader.discarded_frames:
+        if not self.corrupt_logged and self.decoder.discarded_frames:
             self.corrupt_logged = True
             log.error(
                 "container %s: corrupt log stream from dockerd (%d frames, %d bytes discarded so far); "
                 "reading goes on, the stats show the running count",
                 self.spec.container_id[:12],
-                self.reader.discarded_frames,
-                self.reader.discarded_bytes,
+                self.decoder.discarded_frames,
+                self.decoder.discarded_bytes,
             )
 
     def _queue_batch(self) -> None:
@@ -278,29 +278,29 @@ class ReaderProcess:
         if batch is not None:
             self.sender.queue(batch.encode(), batch.seq + batch.count, batch.count)
 
-    def _flush(self, push: zmq.Socket) -> None:
+    def _flush(self, dealer: zmq.Socket) -> None:
         """At exit: give the local store a bounded time to confirm what is left."""
         sender = self.sender
         deadline = time.monotonic() + CLOSE_DEADLINE_MS / 1000
         while not sender.done and time.monotonic() < deadline:
             sender.resend_if_stalled()
             sender.send()
-            if push.poll(100, zmq.POLLIN):
+            if dealer.poll(100, zmq.POLLIN):
                 sender.receive()
         if not sender.done:
             log.error("container %s: %d lines could not be confirmed stored before the reader exited",
                       self.spec.container_id[:12], sender.unconfirmed_lines)
 
     def _send_stats(self) -> None:
-        c = self.reader.counters
+        c = self.decoder.counters
         self.reports.send(stats_report(
             "reader",
             {
                 "lines_total": c.lines,
                 "bytes_total": c.bytes,
                 "partial_chunks_total": c.partial_chunks,
-                "frames_discarded_total": self.reader.discarded_frames,
-                "bytes_discarded_total": self.reader.discarded_bytes,
+                "frames_discarded_total": self.decoder.discarded_frames,
+                "bytes_discarded_total": self.decoder.discarded_bytes,
                 "batches_dropped_total": self.sender.dropped_batches,
                 "lines_dropped_total": self.sender.dropped_lines,
                 "resends_total": self.sender.resends,

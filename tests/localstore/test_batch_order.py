@@ -9,14 +9,14 @@ from localstore.store import LocalStore
 from proto.framing import encode_frame
 from proto.messages import SEQ_SHIFT
 from testkit.dockerd_driver import entry, new_container_id
-from workers.reader import FrameReader
+from workers.decoder import FrameDecoder
 
 FIFO = "f" * 64
 
 
 def records(first: int, count: int) -> bytes:
     out = bytearray()
-    FrameReader().feed(b"".join(encode_frame(entry(b"line %d" % i)) for i in range(first, first + count)), out)
+    FrameDecoder().feed(b"".join(encode_frame(entry(b"line %d" % i)) for i in range(first, first + count)), out)
     return bytes(out)
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from testkit.dockerd_driver import entry
 from testkit.plugin import RunningPlugin, start_plugin, wait_until
+from tests.conftest import reader_gone
 from tests.es_standin import EsStandin
-from tests.supervisor.test_plugin_integration import reader_gone
 
 INDEX = "logs-docker-default"
 

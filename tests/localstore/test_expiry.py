@@ -7,8 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from localstore.container_log import StoreOptions
 from localstore.paths import container_dir
-from localstore.store import LocalStore, StoreOptions, StoreSettings
+from localstore.store import LocalStore, StoreSettings
 
 
 def stopped_long_ago(store: LocalStore, tmp_path: Path, n: int) -> str:

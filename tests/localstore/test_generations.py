@@ -12,13 +12,15 @@ import pytest
 import zmq
 
 import localstore.generations as generations
+from localstore.container_log import StoreOptions
+from localstore.fetch_server import FetchServer
 from localstore.generations import FLOOR_NAME, generations_on_disk
 from localstore.paths import LOG_NAME, container_dir
-from localstore.shipping import FetchServer
-from localstore.store import STATE_NAME, LocalStore, StoreOptions, StoreSettings
+from localstore.state import STATE_NAME
+from localstore.store import LocalStore, StoreSettings
 from proto.framing import HEADER, HEADER_SIZE, encode_record, generation_of, is_marker, marker_of
 from tests.conftest import simulate_reboot
-from tests.localstore.test_readlogs import CID, record, stored
+from tests.localstore.records import CID, bodies, record, stored
 
 Position = tuple[int, int]
 
@@ -38,12 +40,7 @@ def line_positions(store: LocalStore) -> list[Position]:
         path = clog.folder / (LOG_NAME if index == 0 else f"{LOG_NAME}.{index}")
         if not path.exists():
             continue
-        data, pos = path.read_bytes(), 0
-        while pos < len(data):
-            (n,) = HEADER.unpack_from(data, pos)
-            if not is_marker(data[pos + HEADER_SIZE : pos + HEADER_SIZE + n]):
-                out.append((generation, pos))
-            pos += n + 2 * HEADER_SIZE
+        out += [(generation, pos) for pos, body in bodies(path.read_bytes()) if not is_marker(body)]
     return out
 
 
@@ -208,12 +205,7 @@ def test_files_rotated_away_before_shipping_are_counted_once_each(fetches: tuple
 
 
 def _bodies(records: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(records):
-        (n,) = HEADER.unpack_from(records, pos)
-        out.append(records[pos + HEADER_SIZE : pos + HEADER_SIZE + n])
-        pos += n + 2 * HEADER_SIZE
-    return out
+    return [body for _, body in bodies(records)]
 
 
 def test_encode_helpers_agree() -> None:

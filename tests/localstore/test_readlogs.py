@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from localstore.container_log import StoreOptions
 from localstore.paths import LOG_NAME, container_dir
-from localstore.readlogs import CHUNK, ReadLogsStream, tail_start
-from localstore.store import LocalStore, StoreOptions
+from localstore.readlogs import CHUNK, tail_start
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
-from proto.framing import HEADER_SIZE, FrameSplitter, encode_frame, encode_record, marker_record
-from proto.messages import ReadRequest
-
-CID = "0123456789abcdef" * 4
-DEADLINE = 5.0
-
-
-def stored(t: int, line: bytes | None = None, source: str = "stdout") -> LogEntry:
-    return LogEntry(source=source, time_nano=t, line=b"line at %d\n" % t if line is None else line)
-
-
-def record(entry: LogEntry) -> bytes:
-    return encode_record(entry.SerializeToString())
+from proto.framing import HEADER_SIZE, encode_frame, marker_record
+from tests.localstore.readlogs_peer import DEADLINE, Peer, serve, stream_started
+from tests.localstore.records import CID, record, request, stored, times
 
 
 def fill(store: LocalStore, times: list[int]) -> list[LogEntry]:
@@ -33,14 +22,6 @@ def fill(store: LocalStore, times: list[int]) -> list[LogEntry]:
     if entries:
         store.append(CID, b"".join(record(e) for e in entries), len(entries))
     return entries
-
-
-def request(
-    tail: int = -1, since: int = 0, until: int = 0, follow: bool = False, fifos: tuple[str, ...] = (),
-    draining: tuple[str, ...] = (),
-) -> ReadRequest:
-    return ReadRequest(CID, since_ns=since, until_ns=until, tail=tail, follow=follow, open_fifos=list(fifos),
-                       draining_fifos=list(draining))
 
 
 # --- tail_start ---------------------------------------------------------------------------------------------
@@ -120,110 +101,6 @@ def test_tail_across_read_blocks_with_markers(tmp_path: Path) -> None:
 
 
 # --- ReadLogsStream -----------------------------------------------------------------------------------------
-
-
-class Peer:
-    """dockerd's side of the socketpair: collects frames."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.task: asyncio.Task[None] | None = None
-        self.stream: ReadLogsStream | None = None
-        self.splitter = FrameSplitter()
-        self.entries: list[LogEntry] = []
-        self.raw = bytearray()
-        self.eof = False
-
-    async def _recv(self) -> None:
-        chunk = await asyncio.get_running_loop().sock_recv(self.sock, 65536)
-        if not chunk:
-            self.eof = True
-            return
-        self.raw += chunk
-        self.entries += [LogEntry.FromString(b) for b in self.splitter.feed(chunk)]
-
-    def take_available(self) -> list[LogEntry]:
-        """Read, without waiting, whatever the stream has sent so far; returns every entry received."""
-        while not self.eof:
-            try:
-                chunk = self.sock.recv(65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                self.eof = True
-                break
-            self.raw += chunk
-            self.entries += [LogEntry.FromString(b) for b in self.splitter.feed(chunk)]
-        return self.entries
-
-    async def until_count(self, n: int) -> list[LogEntry]:
-        async def loop() -> None:
-            while len(self.entries) < n and not self.eof:
-                await self._recv()
-
-        await asyncio.wait_for(loop(), DEADLINE)
-        if len(self.entries) < n and self.task is not None and self.task.done() and self.task.exception():
-            raise self.task.exception()  # type: ignore[misc]
-        assert len(self.entries) >= n, f"stream ended after {len(self.entries)} entries, expected {n}"
-        return self.entries
-
-    async def until_eof(self) -> list[LogEntry]:
-        async def loop() -> None:
-            while not self.eof:
-                await self._recv()
-
-        await asyncio.wait_for(loop(), DEADLINE)
-        assert self.splitter.pending == 0, "stream ended inside a frame"
-        return self.entries
-
-
-Scenario = Callable[[LocalStore, "asyncio.Task[None]", Peer], Awaitable[None]]
-
-
-def serve(store: LocalStore, req: ReadRequest, scenario: Scenario | None = None) -> list[LogEntry]:
-    """Run one ReadLogsStream; ``scenario`` acts while it runs. Returns every entry the peer got."""
-
-    async def main() -> list[LogEntry]:
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
-        theirs.setblocking(False)
-        peer = Peer(theirs)
-        try:
-            peer.stream = ReadLogsStream(store, req, ours)
-            task = asyncio.create_task(peer.stream.run())
-            peer.task = task
-            # When the stream ends (however), close its end like localstore.main does: the peer sees EOF.
-            task.add_done_callback(lambda _: ours.close())
-
-            async def finish() -> None:
-                await asyncio.wait_for(task, DEADLINE)
-
-            if scenario is None:
-                await asyncio.gather(finish(), peer.until_eof())
-                return peer.entries
-            await scenario(store, task, peer)
-            await finish()
-            if theirs.fileno() >= 0:
-                await peer.until_eof()
-            return peer.entries
-        finally:
-            ours.close()
-            theirs.close()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        store.close()
-
-
-async def stream_started(peer: Peer) -> None:
-    """Wait until the stream has sent its history and waits: later appends are then live lines."""
-    assert peer.stream is not None
-    await asyncio.wait_for(peer.stream.waiting.wait(), DEADLINE)
-
-
-def times(entries: list[LogEntry]) -> list[int]:
-    return [e.time_nano for e in entries]
 
 
 def test_history_sends_stored_entries_as_frames(tmp_path: Path) -> None:

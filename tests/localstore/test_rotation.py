@@ -6,12 +6,14 @@ import asyncio
 import gzip
 from pathlib import Path
 
+from localstore.container_log import StoreOptions
 from localstore.paths import container_dir
 from localstore.segments import chain
-from localstore.store import LocalStore, StoreOptions
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import generation_record
-from tests.localstore.test_readlogs import CID, DEADLINE, Peer, record, request, serve, times
+from tests.localstore.readlogs_peer import DEADLINE, Peer, serve
+from tests.localstore.records import CID, record, request, times
 
 LINE = 100  # bytes per stored line in these tests: records are a little bigger
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from localstore.container_log import ContainerLog, StoreOptions
 from localstore.paths import INFO_NAME, LOG_NAME, container_dir
-from localstore.store import ContainerLog, LocalStore, StoreOptions, last_good_end
+from localstore.recovery import last_good_end
+from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_record, generation_record
 

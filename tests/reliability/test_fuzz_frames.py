@@ -1,12 +1,12 @@
 """R4, frames: mutated FIFO streams never stop a reader, are counted, and cost no valid line the design can save.
 
-What the design promises (proto/framing.py, workers/reader.py): a length above ``MAX_FRAME`` starts a corrupt
+What the design promises (proto/framing.py, workers/decoder.py): a length above ``MAX_FRAME`` starts a corrupt
 stretch, counted once, that ends at the next header followed by ``FRAME_MARK``; a frame of a believable length whose
 body does not decode is counted, and the frames its wrong length swallowed are salvaged from its body; a frame cut
 short by EOF is counted in bytes. A wrong believable length whose span reaches past EOF still loses what it held
 (tested: only "never raises, every byte accounted for").
 
-Two levels: in-process with hypothesis against FrameSplitter/FrameReader, and through the real plugin, whose
+Two levels: in-process with hypothesis against FrameSplitter/FrameDecoder, and through the real plugin, whose
 FIFOs get the mutated frames interleaved with numbered valid lines while the writer times every write().
 """
 
@@ -32,7 +32,7 @@ from proto.framing import FRAME_MARK, HEADER, HEADER_SIZE, MAX_FRAME, FrameSplit
 from testkit.dockerd_driver import FakeLogger
 from testkit.plugin import RunningPlugin, wait_until
 from tests.reliability.conftest import FigureTable, scale
-from workers.reader import FrameReader
+from workers.decoder import FrameDecoder
 
 MUTATED_FRAMES = scale(100_000, 1_000_000)
 LOGGERS = 3
@@ -125,7 +125,7 @@ def chunked(stream: bytes, cuts: list[int]) -> list[bytes]:
     return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def feed_in_chunks(reader: FrameReader, stream: bytes, cuts: list[int]) -> bytearray:
+def feed_in_chunks(reader: FrameDecoder, stream: bytes, cuts: list[int]) -> bytearray:
     out = bytearray()
     for chunk in chunked(stream, cuts):
         reader.feed(chunk, out)
@@ -162,7 +162,7 @@ def test_promised_corruptions_lose_no_valid_frame(seed: int, pattern: list[bool]
         valid += 1
     last = valid_frame(0, valid)
     torn = last[: min(cut_tail, len(last) - 1)]
-    reader = FrameReader()
+    reader = FrameDecoder()
     records = feed_in_chunks(reader, b"".join(parts) + torn, cuts)
     assert reader.finish() == len(torn)
     lines = stored_lines(records)
@@ -185,7 +185,7 @@ def test_any_mutation_never_raises_and_accounts_for_every_byte(frames: list[int]
     for at, insert, delete in edits:
         at %= len(stream) + 1
         stream[at: at + delete] = insert
-    reader, splitter = FrameReader(), FrameSplitter()
+    reader, splitter = FrameDecoder(), FrameSplitter()
     records = feed_in_chunks(reader, bytes(stream), cuts)
     assert reader.counters.lines == len(stored_lines(records))
     bodies = [body for chunk in chunked(bytes(stream), cuts) for body in splitter.feed(chunk)]
@@ -209,7 +209,7 @@ def test_a_wrong_believable_length_costs_a_few_frames(victim: int, share: float,
     # here), and what that one holds at EOF is lost with it.
     wrong = int(share * (sum(map(len, frames[victim + 1:])) - SPAN_MARGIN))
     frames[victim] = HEADER.pack(wrong) + frames[victim][HEADER_SIZE:]
-    reader = FrameReader()
+    reader = FrameDecoder()
     lines = stored_lines(feed_in_chunks(reader, b"".join(frames), cuts))
     numbers = [int(m.group(2)) for m in map(VALID_LINE.fullmatch, lines) if m]
     assert numbers == sorted(set(numbers)), "in order, never twice"
@@ -221,7 +221,7 @@ def test_a_wrong_believable_length_costs_a_few_frames(victim: int, share: float,
 def test_huge_declared_lengths_never_wait_for_their_bytes() -> None:
     """A length above MAX_FRAME is never believed: the frames right after it come out at once, with no more input."""
     sizes = (MAX_FRAME + 1, 1 << 24, 2**31, 2**32 - 1)
-    reader = FrameReader()
+    reader = FrameDecoder()
     out = bytearray()
     for size in sizes:
         reader.feed(HEADER.pack(size) + b"\x01\x02", out)

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proto.entry_pb2 import LogEntry
-from proto.framing import encode_record, marker_record
+from proto.framing import Position, encode_record, marker_record
 from proto.messages import Records
-from shipper.feed import MAX_GROUP_SPAN, MAX_OPEN_GROUPS, ContainerFeed, PendingDoc, Position, doc_id, id_prefix
+from shipper.feed import MAX_GROUP_SPAN, MAX_OPEN_GROUPS, ContainerFeed, PendingDoc, doc_id, id_prefix
 
 A, B = "a" * 64, "b" * 64
 

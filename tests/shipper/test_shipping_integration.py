@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from testkit.dockerd_driver import entry
+from testkit.dockerd_driver import entry, split_line
 from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
@@ -49,8 +49,6 @@ def test_lines_become_ecs_documents(plugin: RunningPlugin, es: EsStandin) -> Non
 
 
 def test_split_line_is_one_document(plugin: RunningPlugin, es: EsStandin) -> None:
-    from tests.supervisor.test_plugin_integration import split_line
-
     lg = plugin.logger(config={"hosts": es.url})
     lg.start()
     long_line = b"y" * 40_000

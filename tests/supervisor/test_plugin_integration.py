@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 from proto.entry_pb2 import LogEntry
-from testkit.dockerd_driver import FakeLogger, entry, make_info, new_container_id
+from testkit.dockerd_driver import FakeLogger, entry, make_info, new_container_id, split_line
 from testkit.plugin import RunningPlugin, wait_until
+from tests.conftest import reader_gone
 from tests.es_standin import EsStandin
-
-MAX_LINE = 16 * 1024
 
 
 def lines_of(entries: list[LogEntry]) -> list[tuple[str, bytes]]:
@@ -28,18 +27,6 @@ def stored_records(plugin: RunningPlugin) -> int:
 
 def wait_stored(plugin: RunningPlugin, n: int) -> None:
     wait_until(lambda: stored_records(plugin) >= n, 10, message=f"{n} records in the local store")
-
-
-def reader_gone(plugin: RunningPlugin, logger: FakeLogger) -> bool:
-    return all(r["fifo"] != logger.path.name for r in plugin.stats()["readers"])
-
-
-def split_line(line: bytes, ts: int) -> list[LogEntry]:
-    """What dockerd sends for a line over 16 KiB: partial chunks sharing an id, the last one marked."""
-    pid = secrets.token_hex(32)
-    parts = [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)]
-    return [entry(p, time_nano=ts, partial_id=pid, ordinal=i + 1, last=i == len(parts) - 1)
-            for i, p in enumerate(parts)]
 
 
 def test_capabilities_and_activate(plugin: RunningPlugin) -> None:

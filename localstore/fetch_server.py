@@ -19,10 +19,11 @@ from typing import BinaryIO
 
 import zmq
 
+from localstore.container_log import ContainerLog
 from localstore.generations import oldest_index
-from localstore.segments import GZ, existing_rotated, open_segment
-from localstore.store import ContainerLog, LocalStore
-from proto.framing import HEADER, HEADER_SIZE
+from localstore.segments import open_generation, open_segment
+from localstore.store import LocalStore
+from proto.framing import HEADER, HEADER_SIZE, Position, whole_records_end
 from proto.messages import Fetch, Records
 
 log = logging.getLogger("elp.localstore")
@@ -34,7 +35,6 @@ LONG_POLL_MAX = 5.0
 # this many times max-size), and at most EXPANDING_AT_ONCE expand at the same time.
 MAX_EXPANDED = 8
 EXPANDING_AT_ONCE = 2
-Position = tuple[int, int]
 
 
 class Expanding(Exception):
@@ -154,7 +154,7 @@ class FetchServer:
                 continue
             f.seek(offset)
             data = f.read(min(max_bytes, end - offset))
-            cut = _whole_records(data)
+            cut = whole_records_end(data)
             if cut == 0:  # one record bigger than max_bytes: send it alone
                 (n,) = HEADER.unpack_from(data)
                 f.seek(offset)
@@ -186,19 +186,12 @@ class FetchServer:
             del self.expanding[cid]
             return self._expanded(clog, generation, job[1])
         self.release(cid)
-        index = clog.generation - generation
-        path: Path | None = existing_rotated(clog.folder, index) if index >= 0 else None
-        if path is not None and not path.name.endswith(GZ):
-            try:
-                f = open_segment(path, self.scratch)
-            except FileNotFoundError:  # gzipped meanwhile
-                path = existing_rotated(clog.folder, index)
-            else:
-                self.handles[cid] = (generation, f)
-                return f
-        if path is None:
-            return None
-        future = asyncio.get_running_loop().run_in_executor(None, self._expand, path)
+        found = open_generation(clog.folder, clog.generation, generation)
+        if found is None or not isinstance(found, Path):
+            if found is not None:
+                self.handles[cid] = (generation, found)
+            return found
+        future = asyncio.get_running_loop().run_in_executor(None, self._expand, found)
         self.expanding[cid] = (generation, future)
         raise Expanding
 
@@ -251,13 +244,3 @@ def _close_result(job: asyncio.Future[BinaryIO]) -> None:
     if not job.cancelled() and job.exception() is None:
         job.result().close()
 
-
-def _whole_records(data: bytes) -> int:
-    pos, size = 0, len(data)
-    while pos + 2 * HEADER_SIZE <= size:
-        (n,) = HEADER.unpack_from(data, pos)
-        end = pos + n + 2 * HEADER_SIZE
-        if end > size:
-            break
-        pos = end
-    return pos

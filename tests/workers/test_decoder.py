@@ -1,4 +1,4 @@
-"""Unit tests for workers/reader.py (FrameReader)."""
+"""Unit tests for workers/decoder.py (FrameDecoder)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from proto.entry_pb2 import LogEntry, PartialLogEntryMetadata
 from proto.framing import HEADER, HEADER_SIZE, encode_frame
-from workers.reader import FrameReader
+from workers.decoder import FrameDecoder
 
 
 def records(out: bytes) -> list[LogEntry]:
@@ -43,9 +43,9 @@ def test_complete_lines_get_a_newline() -> None:
         LogEntry(source="stderr", time_nano=2, line=b""),
         LogEntry(source="stdout", time_nano=3, line=b"tty line\r"),
     ]
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    assert reader.feed(b"".join(encode_frame(e) for e in entries), out) == 3
+    assert decoder.feed(b"".join(encode_frame(e) for e in entries), out) == 3
     stored = records(bytes(out))
     assert [e.line for e in stored] == [b"hello\n", b"\n", b"tty line\r\n"]
     assert [e.source for e in stored] == ["stdout", "stderr", "stdout"]
@@ -55,32 +55,32 @@ def test_complete_lines_get_a_newline() -> None:
 
 def test_partial_chunks_keep_no_newline_except_the_last() -> None:
     chunks = [partial(b"a" * 10, False, 1), partial(b"b" * 10, False, 2), partial(b"end", True, 3)]
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    reader.feed(b"".join(encode_frame(e) for e in chunks), out)
+    decoder.feed(b"".join(encode_frame(e) for e in chunks), out)
     stored = records(bytes(out))
     assert [e.line for e in stored] == [b"a" * 10, b"b" * 10, b"end\n"]
     # Everything else of the chunk is kept as it was.
     assert [e.partial_log_metadata.ordinal for e in stored] == [1, 2, 3]
     assert [e.partial_log_metadata.last for e in stored] == [False, False, True]
     assert all(e.partial and e.partial_log_metadata.id == "c" * 64 for e in stored)
-    assert reader.counters.partial_chunks == 3
-    assert reader.counters.lines == 3
+    assert decoder.counters.partial_chunks == 3
+    assert decoder.counters.lines == 3
 
 
 def test_partial_without_metadata_keeps_no_newline() -> None:
     """Pre-19.03 dockerd sent partial=true with empty metadata."""
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    reader.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x", partial=True)), out)
+    decoder.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x", partial=True)), out)
     assert [e.line for e in records(bytes(out))] == [b"x"]
-    assert reader.counters.partial_chunks == 1
+    assert decoder.counters.partial_chunks == 1
 
 
 def test_record_layout_and_appending_to_existing_buffer() -> None:
     entry = LogEntry(source="stdout", time_nano=9, line=b"abc")
     out = bytearray(b"PREFIX")
-    FrameReader().feed(encode_frame(entry), out)
+    FrameDecoder().feed(encode_frame(entry), out)
     assert out[:6] == b"PREFIX"
     record = bytes(out[6:])
     body = LogEntry(source="stdout", time_nano=9, line=b"abc\n").SerializeToString()
@@ -91,23 +91,22 @@ def test_record_layout_and_appending_to_existing_buffer() -> None:
 def test_undecodable_frames_are_counted_and_skipped(bad_body: bytes) -> None:
     good = [LogEntry(source="stdout", time_nano=i, line=b"ok%d" % i) for i in range(2)]
     stream = encode_frame(good[0]) + HEADER.pack(len(bad_body)) + bad_body + encode_frame(good[1])
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    assert reader.feed(stream, out) == 2
+    assert decoder.feed(stream, out) == 2
     assert [e.line for e in records(bytes(out))] == [b"ok0\n", b"ok1\n"]
-    assert reader.counters.undecodable_frames == 1
-    assert reader.counters.discarded_frames == 1
-    assert reader.discarded_frames == 1
-    assert reader.counters.lines == 2
+    assert decoder.counters.undecodable_frames == 1
+    assert decoder.discarded_frames == 1
+    assert decoder.counters.lines == 2
 
 
 def test_oversized_frames_count_as_discarded() -> None:
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
     good = encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x"))
-    assert reader.feed(b"\xff\xff\xff\xff" + b"\xee" * 10 + good, out) == 1
-    assert reader.discarded_frames == 1
-    assert reader.discarded_bytes == 14
+    assert decoder.feed(b"\xff\xff\xff\xff" + b"\xee" * 10 + good, out) == 1
+    assert decoder.discarded_frames == 1
+    assert decoder.discarded_bytes == 14
 
 
 def test_counters_over_several_chunks() -> None:
@@ -115,33 +114,33 @@ def test_counters_over_several_chunks() -> None:
     entries.append(partial(b"p", False, 1))
     stream = b"".join(encode_frame(e) for e in entries)
     chunks = [stream[:7], stream[7:8], stream[8:50], stream[50:]]
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    total = sum(reader.feed(c, out) for c in chunks)
+    total = sum(decoder.feed(c, out) for c in chunks)
     assert total == 6
-    assert reader.counters.lines == 6
-    assert reader.counters.bytes == len(stream)
-    assert reader.counters.partial_chunks == 1
-    assert reader.counters.undecodable_frames == 0
+    assert decoder.counters.lines == 6
+    assert decoder.counters.bytes == len(stream)
+    assert decoder.counters.partial_chunks == 1
+    assert decoder.counters.undecodable_frames == 0
     assert len(records(bytes(out))) == 6
 
 
 def test_finish_reports_truncated_trailing_frame() -> None:
     frame = encode_frame(LogEntry(source="stdout", time_nano=1, line=b"truncated"))
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    assert reader.feed(frame + frame[:-4], out) == 1
-    assert reader.finish() == len(frame) - 4
-    assert reader.discarded_bytes == len(frame) - 4
+    assert decoder.feed(frame + frame[:-4], out) == 1
+    assert decoder.finish() == len(frame) - 4
+    assert decoder.discarded_bytes == len(frame) - 4
     assert len(records(bytes(out))) == 1
 
 
 def test_finish_after_clean_end_is_zero() -> None:
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
-    reader.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x")), out)
-    assert reader.finish() == 0
-    assert reader.discarded_bytes == 0
+    decoder.feed(encode_frame(LogEntry(source="stdout", time_nano=1, line=b"x")), out)
+    assert decoder.finish() == 0
+    assert decoder.discarded_bytes == 0
 
 
 @st.composite
@@ -163,10 +162,10 @@ def entries(draw: st.DrawFn) -> LogEntry:
 def test_stored_records_for_any_chunking(items: list[LogEntry], points: list[int]) -> None:
     stream = b"".join(encode_frame(e) for e in items)
     bounds = [0, *sorted(p % (len(stream) + 1) for p in points), len(stream)]
-    reader = FrameReader()
+    decoder = FrameDecoder()
     out = bytearray()
     for a, b in itertools.pairwise(bounds):
-        reader.feed(stream[a:b], out)
+        decoder.feed(stream[a:b], out)
     stored = records(bytes(out))
     assert len(stored) == len(items)
     for original, kept in zip(items, stored, strict=True):
@@ -175,7 +174,7 @@ def test_stored_records_for_any_chunking(items: list[LogEntry], points: list[int
         assert (kept.source, kept.time_nano, kept.partial) == (
             original.source, original.time_nano, original.partial
         )
-    assert reader.counters.lines == len(items)
-    assert reader.counters.bytes == len(stream)
-    assert reader.counters.partial_chunks == sum(e.partial for e in items)
-    assert reader.finish() == 0
+    assert decoder.counters.lines == len(items)
+    assert decoder.counters.bytes == len(stream)
+    assert decoder.counters.partial_chunks == sum(e.partial for e in items)
+    assert decoder.finish() == 0

@@ -1,4 +1,4 @@
-"""localstore/shipping.py: the shipper's fetches, over a real ROUTER/DEALER pair, and what they keep open."""
+"""localstore/fetch_server.py: the shipper's fetches, over a real ROUTER/DEALER pair, and what they keep open."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import zmq
 
-import localstore.shipping as shipping
+import localstore.fetch_server as fetch_server
+from localstore.container_log import StoreOptions
+from localstore.fetch_server import FetchServer
 from localstore.recovery import last_good_end
-from localstore.shipping import FetchServer
-from localstore.store import LocalStore, StoreOptions
-from proto.framing import HEADER, HEADER_SIZE, is_marker
+from localstore.store import LocalStore
+from proto.framing import is_marker
 from proto.messages import Fetch, Records, decode
-from tests.localstore.test_readlogs import CID, record, stored
+from tests.localstore.records import CID, bodies, record, stored
 
 OTHERS = [f"{i:064x}" for i in range(1, 4)]
 
@@ -74,12 +75,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def lines(records: bytes) -> int:
-    count, pos = 0, 0
-    while pos < len(records):
-        (n,) = HEADER.unpack_from(records, pos)
-        count += not is_marker(records[pos + HEADER_SIZE : pos + HEADER_SIZE + n])
-        pos += n + 2 * HEADER_SIZE
-    return count
+    return sum(not is_marker(body) for _, body in bodies(records))
 
 
 def compressed(store: LocalStore, container_id: str) -> int:
@@ -107,20 +103,20 @@ def test_gzipped_files_are_expanded_off_the_event_loop(store: LocalStore, pair: 
 
 async def _expanded_off_the_loop(pair: Pair, oldest: int, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    real = shipping.open_segment
+    real = fetch_server.open_segment
 
     def watched(path: Path, scratch: Path):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
         return real(path, scratch)
 
-    monkeypatch.setattr(shipping, "open_segment", watched)
+    monkeypatch.setattr(fetch_server, "open_segment", watched)
     reply = await pair.fetch(CID, oldest)
     assert (reply.generation, reply.offset) == (oldest, 0) and lines(reply.records) > 0
     assert threads and threading.main_thread().name not in threads
 
 
 def test_expanded_scratch_files_are_bounded(store: LocalStore, pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shipping, "MAX_EXPANDED", 2)
+    monkeypatch.setattr(fetch_server, "MAX_EXPANDED", 2)
     oldest = {container_id: compressed(store, container_id) for container_id in OTHERS}
     run(_bounded(store, pair, oldest))
 

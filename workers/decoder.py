@@ -1,4 +1,4 @@
-"""FrameReader: FIFO bytes in, on-disk records out."""
+"""FrameDecoder: FIFO bytes in, on-disk records out."""
 
 from __future__ import annotations
 
@@ -14,20 +14,16 @@ MAX_SALVAGE_DEPTH = 4
 
 
 @dataclass
-class ReaderCounters:
+class DecoderCounters:
     """What one reader has seen, for stats and its closing log line."""
 
     lines: int = 0
     bytes: int = 0
     partial_chunks: int = 0
-    undecodable_frames: int = 0
-
-    @property
-    def discarded_frames(self) -> int:
-        return self.undecodable_frames
+    undecodable_frames: int = 0  # part of FrameDecoder.discarded_frames, which adds the oversized ones
 
 
-class FrameReader:
+class FrameDecoder:
     """Cuts FIFO chunks into frames and turns each into a stored record.
 
     A stored record is Docker's ``local`` layout, ``[N][LogEntry][N]``, with one change: a complete line
@@ -38,7 +34,7 @@ class FrameReader:
 
     def __init__(self) -> None:
         self.splitter = FrameSplitter()
-        self.counters = ReaderCounters()
+        self.counters = DecoderCounters()
 
     def feed(self, chunk: bytes, out: bytearray) -> int:
         """Append the records of every complete frame in ``chunk`` to ``out``; return how many."""
@@ -93,4 +89,5 @@ class FrameReader:
 
     @property
     def discarded_frames(self) -> int:
+        """Every frame thrown away, undecodable or of a corrupt length (stats: frames_discarded_total)."""
         return self.counters.undecodable_frames + self.splitter.oversized_frames

@@ -17,7 +17,8 @@ from localstore.paths import fetch_endpoint, ipc_dir, is_container_id, localstor
 from localstore.readlogs import ReadLogsStream
 from localstore.shipping import FetchServer
 from localstore.store import LocalStore, StoreOptions, StoreSettings
-from proto.housekeeping import Periodic, ReportSender
+from proto.control import ChannelClosed, ControlChannel
+from proto.housekeeping import Periodic
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     MAX_DATA_MESSAGE,
@@ -33,7 +34,6 @@ from proto.messages import (
     ReadRequest,
     Stored,
     decode,
-    stats_report,
 )
 
 log = logging.getLogger("elp.localstore")
@@ -56,7 +56,7 @@ class LocalStoreProcess:
 
     def __init__(self, data_dir: Path, control: socket.socket, settings: StoreSettings) -> None:
         self.data_dir = data_dir
-        self.control = control
+        self.control = ControlChannel(control, "localstore", log)
         self.store = LocalStore(data_dir, settings)
         self.store.start()
         self.stop = asyncio.Event()
@@ -66,8 +66,6 @@ class LocalStoreProcess:
         self.pull: zmq.Socket
         self.router: zmq.Socket
         self.fetches: FetchServer
-        self.reports = ReportSender(control, log)
-        self.report_no = 0
         self.housekeeping = self._housekeeping()
         self.next_expiry = 0.0
 
@@ -92,7 +90,7 @@ class LocalStoreProcess:
         router_fd = int(router.getsockopt(zmq.FD))
         loop.add_reader(router_fd, self._on_fetch)
         loop.call_soon(self._on_fetch)
-        self.control.setblocking(False)
+        self.control.sock.setblocking(False)
         loop.add_reader(self.control.fileno(), self._on_control)
         self.pull = pull
         # ZeroMQ's FD is edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
@@ -189,27 +187,12 @@ class LocalStoreProcess:
             log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
 
     def _on_control(self) -> None:
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(self.control, MAX_CONTROL_MESSAGE, 4)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.error("control channel to the supervisor failed: %s; stopping", exc)
-                self.stop.set()
-                return
-            if not data and not fds:
-                log.warning("supervisor closed the control channel; stopping")
-                self.stop.set()
-                return
-            try:
-                msg = decode(data)
-            except MessageError as exc:
-                for fd in fds:
-                    os.close(fd)
-                self._bad_message(exc)
-                continue
-            self._dispatch_control(msg, fds)
+        try:
+            for msg, fds in self.control.receive(self._bad_message, max_fds=4):
+                self._dispatch_control(msg, fds)
+        except ChannelClosed as exc:
+            log.warning("%s from the supervisor; stopping", exc)
+            self.stop.set()
 
     def _dispatch_control(self, msg: object, fds: list[int]) -> None:
         if isinstance(msg, ReadRequest) and len(fds) == 1 and is_container_id(msg.container_id):
@@ -296,8 +279,7 @@ class LocalStoreProcess:
             free = disk.f_bavail * disk.f_frsize
         except OSError:
             free = -1
-        stats = stats_report(
-            "localstore",
+        self.control.report(
             {
                 "bytes_total": c.bytes_total,
                 "records_total": c.records_total,
@@ -314,10 +296,6 @@ class LocalStoreProcess:
                 "compressing": sum(clog.compressing for clog in self.store.logs.values()),
                 "disk_free_bytes": free,
                 "housekeeping_errors_total": self.housekeeping.errors_total,
-                "reports_dropped_total": self.reports.dropped_total,
             },
-            self.report_no,
             self.store.per_container(),
         )
-        self.report_no += 1
-        self.reports.send(stats)

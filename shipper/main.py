@@ -18,9 +18,9 @@ from typing import Any
 import zmq
 
 from localstore.paths import fetch_endpoint, is_container_id
-from proto.housekeeping import Periodic, ReportSender
+from proto.control import ChannelClosed, ControlChannel
+from proto.housekeeping import Periodic
 from proto.messages import (
-    MAX_CONTROL_MESSAGE,
     Ack,
     ExitCode,
     Fetch,
@@ -28,7 +28,6 @@ from proto.messages import (
     Records,
     ShipContainer,
     decode,
-    stats_report,
 )
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
@@ -62,7 +61,7 @@ OUTPUT_COUNTERS = ("bad_answers_total", "bad_items_total", "config_fault_docs_to
 class ShipperProcess:
     def __init__(self, data_dir: Path, control: socket.socket) -> None:
         self.data_dir = data_dir
-        self.control = control
+        self.control = ControlChannel(control, "shipper", log)
         self.config_dir = data_dir / "shipper"
         self.stop = asyncio.Event()
         self.feeds: dict[str, ContainerFeed] = {}
@@ -75,8 +74,6 @@ class ShipperProcess:
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
-        self.reports = ReportSender(control, log)
-        self.report_no = 0
         self.housekeeping = Periodic(log, STATS_INTERVAL)
         self.housekeeping.add("re-fetching idle containers", self._refetch_idle)
         self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
@@ -95,7 +92,7 @@ class ShipperProcess:
         self.dealer.connect(fetch_endpoint(self.data_dir))
         dealer_fd = int(self.dealer.getsockopt(zmq.FD))
         loop.add_reader(dealer_fd, self._on_records)
-        self.control.setblocking(False)
+        self.control.sock.setblocking(False)
         loop.add_reader(self.control.fileno(), self._on_control)
         for container_id, info, options in self._load_configs():
             self.ship(container_id, info, options)
@@ -272,26 +269,15 @@ class ShipperProcess:
     # --- control and persistence ---------------------------------------------------------------------------
 
     def _on_control(self) -> None:
-        while True:
-            try:
-                data = self.control.recv(MAX_CONTROL_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.stop.set()
-                return
-            if not data:
-                self.stop.set()
-                return
-            try:
-                msg = decode(data)
-            except MessageError as exc:
-                self._bad_message(exc)
-                continue
-            if isinstance(msg, ShipContainer) and is_container_id(msg.container_id):
-                self.ship(msg.container_id, msg.info, msg.options)
-            else:
-                self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+        try:
+            for msg, _ in self.control.receive(self._bad_message):
+                if isinstance(msg, ShipContainer) and is_container_id(msg.container_id):
+                    self.ship(msg.container_id, msg.info, msg.options)
+                else:
+                    self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+        except ChannelClosed as exc:
+            log.warning("%s from the supervisor; stopping", exc)
+            self.stop.set()
 
     def _save_config(self, container_id: str, info: dict[str, Any], options: dict[str, Any]) -> None:
         """Kept so that a restarted plugin ships what it still owes; 0600: the options may hold secrets."""
@@ -362,15 +348,13 @@ class ShipperProcess:
             "dead_lettered_total": totals.get("dead_lettered_total", 0),
             "bad_messages_total": self.bad_messages,
             "housekeeping_errors_total": self.housekeeping.errors_total,
-            "reports_dropped_total": self.reports.dropped_total,
         }
         per_container = {
             cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
                   "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
             for cid, f in self.feeds.items()
         }
-        self.reports.send(stats_report("shipper", counters, self.report_no, per_container, outputs))
-        self.report_no += 1
+        self.control.report(counters, per_container, outputs)
 
 
 def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:

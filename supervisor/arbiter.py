@@ -25,15 +25,14 @@ from aiohttp import web
 from localstore.main import LocalStoreProcess
 from localstore.paths import localstore_endpoint
 from localstore.store import StoreSettings
+from proto.control import ChannelClosed, receive
 from proto.housekeeping import Periodic
 from proto.messages import (
-    MAX_CONTROL_MESSAGE,
     ChildStats,
     ExitCode,
     Message,
     MessageError,
     StatsPart,
-    decode,
 )
 from shipper.main import ShipperProcess
 from supervisor.children import Child, Role, Slot, describe_exit
@@ -266,22 +265,17 @@ class Supervisor:
                   svc.restarts, delay)
 
     def _on_report(self, child: Child) -> None:
-        while True:
-            try:
-                data = child.control.recv(MAX_CONTROL_MESSAGE)
-            except (BlockingIOError, OSError):
-                return
-            if not data:
-                return
-            try:
-                msg = decode(data)
-            except MessageError as exc:
-                log.warning("%s (pid %d) sent a bad report: %s", child.role, child.pid, exc)
-                continue
-            if isinstance(msg, ChildStats):
-                child.report(dict(msg.counters))
-            elif isinstance(msg, StatsPart):
-                child.report_part(msg.report, msg.last, msg.per_container, msg.outputs)
+        def bad(exc: MessageError) -> None:
+            log.warning("%s (pid %d) sent a bad report: %s", child.role, child.pid, exc)
+
+        try:
+            for msg, _ in receive(child.control, bad):
+                if isinstance(msg, ChildStats):
+                    child.report(dict(msg.counters))
+                elif isinstance(msg, StatsPart):
+                    child.report_part(msg.report, msg.last, msg.per_container, msg.outputs)
+        except ChannelClosed:
+            pass  # it exited: the pidfd wakes the reaper
 
     def send_to_localstore(self, msg: Message, fds: tuple[int, ...] = ()) -> bool:
         return self.send_to(Role.LOCALSTORE, msg, fds)

@@ -1,4 +1,4 @@
-"""The local store process: PULL batches, append them, answer ReadLogs, report stats."""
+"""The local store process: take the readers' batches (ROUTER), append them, answer ReadLogs, report stats."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ class LocalStoreProcess:
         self.store = LocalStore(data_dir, settings)
         self.store.start()
         self.stop = asyncio.Event()
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
         self.closed_at: dict[str, float] = {}
@@ -97,6 +98,7 @@ class LocalStoreProcess:
         zmq_fd = int(pull.getsockopt(zmq.FD))
         loop.add_reader(zmq_fd, self._on_data)
         loop.call_soon(self._on_data)
+        self.booted = True
         stats = asyncio.create_task(self.housekeeping.run())
         await self.stop.wait()
         loop.remove_reader(zmq_fd)

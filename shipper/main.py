@@ -64,6 +64,7 @@ class ShipperProcess:
         self.control = ControlChannel(control, "shipper", log)
         self.config_dir = data_dir / "shipper"
         self.stop = asyncio.Event()
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.feeds: dict[str, ContainerFeed] = {}
         self.feed_output: dict[str, OutputKey] = {}
         self.outputs: dict[OutputKey, BulkShipper] = {}
@@ -96,6 +97,7 @@ class ShipperProcess:
         loop.add_reader(self.control.fileno(), self._on_control)
         for container_id, info, options in self._load_configs():
             self.ship(container_id, info, options)
+        self.booted = True
         ticker = asyncio.create_task(self.housekeeping.run())
         await self.stop.wait()
         ticker.cancel()

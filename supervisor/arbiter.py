@@ -40,7 +40,7 @@ from supervisor.loggers import FifoLogger, Loggers
 from supervisor.outbox import Outbox
 from supervisor.permissions import private_data_dir
 from supervisor.settings import PluginSettings
-from supervisor.spawn import fork_child
+from supervisor.spawn import fork_child, run_child
 from supervisor.stats import protobuf_backend
 from supervisor.watchdog import Watchdog
 
@@ -211,8 +211,10 @@ class Supervisor:
             loop = uvloop.new_event_loop()
             asyncio.set_event_loop(loop)
             if role is Role.LOCALSTORE:
-                return loop.run_until_complete(LocalStoreProcess(data_dir, control, store_settings).run())
-            return loop.run_until_complete(ShipperProcess(data_dir, control).run())
+                return run_child(role, lambda: LocalStoreProcess(data_dir, control, store_settings),
+                                 lambda store: loop.run_until_complete(store.run()))
+            return run_child(role, lambda: ShipperProcess(data_dir, control),
+                             lambda shipper: loop.run_until_complete(shipper.run()))
 
         child = self.spawn_child(role, role.value, run_service)
         log.info("%s started (pid %d)", role, child.pid)
@@ -259,6 +261,10 @@ class Supervisor:
         svc.child = None
         if self.stopping:
             return
+        # A service that cannot start (ExitCode.BOOT_FAILED) is retried with back-off too, not halted on as gunicorn
+        # does: without the local store no container could start logging, and every FIFO would go unread until the
+        # container blocks on it. The causes (a full or read-only disk, no descriptor left) are mostly fixed
+        # without a restart of the plugin, and the back-off (capped at 30 s) keeps the retries cheap.
         delay = svc.schedule_respawn(child.uptime)
         asyncio.get_running_loop().call_later(delay, self.manage_children)
         log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, describe_exit(code, child),

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from proto.messages import ExitCode
 from supervisor.outbox import Outbox
 
 # Respawn policy: the first restart is immediate, then the delay doubles up to the cap; a child that stayed up
@@ -129,6 +130,8 @@ def describe_exit(code: int, child: Child) -> str:
     """How the child ended, for the log line that announces its restart."""
     if child.hung_for is not None:
         return f"hung (no report for {child.hung_for:.1f}s) and was killed"
+    if code == ExitCode.BOOT_FAILED:
+        return "could not start (boot failed: the cause is logged above)"
     if code < 0:
         name = signal.Signals(-code).name
         return f"was killed by {name}" + (" (perhaps out of memory)" if -code == signal.SIGKILL else "")

@@ -40,6 +40,7 @@ from shipper.output import validate_output
 from supervisor.children import Child, Role, Slot, describe_exit
 from supervisor.logopts import LogOptions, parse_log_options
 from supervisor.registry import LoggerRecord, LoggerRegistry
+from supervisor.spawn import run_child
 from workers.main import QUIET_WAIT, ReaderProcess, ReaderSpec
 
 log = logging.getLogger("elp.supervisor")
@@ -215,7 +216,7 @@ class Loggers:
         def run_reader(control: socket.socket) -> ExitCode:
             spec = ReaderSpec(container_id, fifo_path, fd, control, endpoints, seq_base=seq_base,
                               quiet_wait=quiet_wait, followed=followed)
-            return ReaderProcess(spec).run()
+            return run_child(Role.READER.value, lambda: ReaderProcess(spec), lambda reader: reader.run())
 
         return run_reader
 
@@ -229,6 +230,9 @@ class Loggers:
             if not stopping:
                 self.forget(fifo_logger)
             return None
+        # A reader that could not start (ExitCode.BOOT_FAILED) is retried with back-off like a crashed one: given up,
+        # its FIFO would go unread and the container block once the pipe is full; what the container wrote meanwhile
+        # waits in the pipe, so nothing is lost once the cause (no descriptor left, memory) is gone.
         delay = fifo_logger.schedule_respawn(child.uptime)
         # What it had read from the FIFO but not yet got confirmed stored is gone (a FIFO cannot be re-read).
         # Its last report (at most a second old) gives the figure; lines read after it are not in it.

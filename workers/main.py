@@ -62,10 +62,11 @@ class ReaderSpec:
 
 
 class ReaderProcess:
-    """Drains one FIFO: read, cut, decode, batch, PUSH; reports its counters to the supervisor."""
+    """Drains one FIFO: read, cut, decode, batch, send (DEALER); reports its counters to the supervisor."""
 
     def __init__(self, spec: ReaderSpec) -> None:
         self.spec = spec
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.reader = FrameReader()
         self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path),
                                max_wait=spec.follow_wait if spec.followed else spec.quiet_wait,
@@ -101,6 +102,7 @@ class ReaderProcess:
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
         self.pipe_size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        self.booted = True
         try:
             self._loop(push, wake_r)
         finally:

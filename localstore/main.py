@@ -1,4 +1,4 @@
-"""The local store process: take batches (ROUTER), append them, answer ReadLogs, report stats."""
+"""The local store process: take the readers' batches (ROUTER), append them, answer ReadLogs, report stats."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from localstore.container_log import StoreOptions
 from localstore.fetch_server import FetchServer
 from localstore.readlogs import ReadLogsStream
 from localstore.store import LocalStore, StoreSettings
-from proto.housekeeping import Periodic, ReportSender
+from proto.control import ChannelClosed, ControlChannel
+from proto.housekeeping import Periodic
 from proto.messages import (
     MAX_CONTROL_MESSAGE,
     MAX_DATA_MESSAGE,
@@ -33,7 +34,6 @@ from proto.messages import (
     ReadRequest,
     Stored,
     decode,
-    stats_report,
 )
 from proto.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 
@@ -57,18 +57,17 @@ class LocalStoreProcess:
 
     def __init__(self, data_dir: Path, control: socket.socket, settings: StoreSettings) -> None:
         self.data_dir = data_dir
-        self.control = control
+        self.control = ControlChannel(control, "localstore", log)
         self.store = LocalStore(data_dir, settings)
         self.store.start()
         self.stop = asyncio.Event()
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.streams: set[asyncio.Task[None]] = set()
         self.bad_messages = 0
         self.closed_at: dict[str, float] = {}
         self.data_router: zmq.Socket
         self.fetch_router: zmq.Socket
         self.fetches: FetchServer
-        self.reports = ReportSender(control, log)
-        self.report_no = 0
         self.housekeeping = self._housekeeping()  # run beside the main loop; see the section below
         self.next_expiry = 0.0
 
@@ -82,7 +81,7 @@ class LocalStoreProcess:
         ctx = zmq.Context(io_threads=1)
         self._bind(ctx)
         self.fetches = FetchServer(self.store, self.fetch_router, lambda: loop.call_soon(self._on_fetch))
-        self.control.setblocking(False)
+        self.control.sock.setblocking(False)
         # ZeroMQ's FDs are edge-triggered: every wake-up drains until EVENTS has no POLLIN left.
         zmq_readers = {int(self.fetch_router.getsockopt(zmq.FD)): self._on_fetch,
                        int(self.data_router.getsockopt(zmq.FD)): self._on_data}
@@ -90,6 +89,7 @@ class LocalStoreProcess:
             loop.add_reader(fd, on_readable)
             loop.call_soon(on_readable)
         loop.add_reader(self.control.fileno(), self._on_control)
+        self.booted = True
         housekeeping = asyncio.create_task(self.housekeeping.run())
 
         await self.stop.wait()
@@ -202,27 +202,12 @@ class LocalStoreProcess:
             log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
 
     def _on_control(self) -> None:
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(self.control, MAX_CONTROL_MESSAGE, 4)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.error("control channel to the supervisor failed: %s; stopping", exc)
-                self.stop.set()
-                return
-            if not data and not fds:
-                log.warning("supervisor closed the control channel; stopping")
-                self.stop.set()
-                return
-            try:
-                msg = decode(data)
-            except MessageError as exc:
-                for fd in fds:
-                    os.close(fd)
-                self._bad_message(exc)
-                continue
-            self._dispatch_control(msg, fds)
+        try:
+            for msg, fds in self.control.receive(self._bad_message, max_fds=4):
+                self._dispatch_control(msg, fds)
+        except ChannelClosed as exc:
+            log.warning("%s from the supervisor; stopping", exc)
+            self.stop.set()
 
     def _dispatch_control(self, msg: object, fds: list[int]) -> None:
         if isinstance(msg, ReadRequest) and len(fds) == 1 and is_container_id(msg.container_id):
@@ -311,8 +296,7 @@ class LocalStoreProcess:
             free = disk.f_bavail * disk.f_frsize
         except OSError:
             free = -1
-        stats = stats_report(
-            "localstore",
+        self.control.report(
             {
                 "bytes_total": c.bytes_total,
                 "records_total": c.records_total,
@@ -329,10 +313,6 @@ class LocalStoreProcess:
                 "compressing": sum(clog.compressing for clog in self.store.logs.values()),
                 "disk_free_bytes": free,
                 "housekeeping_errors_total": self.housekeeping.errors_total,
-                "reports_dropped_total": self.reports.dropped_total,
             },
-            self.report_no,
             self.store.per_container(),
         )
-        self.report_no += 1
-        self.reports.send(stats)

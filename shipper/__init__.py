@@ -1,4 +1,4 @@
-"""The shipper: one shared process that PULLs the readers' batches and bulk-indexes them into Elasticsearch.
-
-Not started yet: until the shipping step lands every container is logged to the local store only.
+"""The shipper: one shared process that fetches each shipping container's stored records from the local store (a
+DEALER to its fetch ROUTER), builds ECS documents and bulk-indexes them into Elasticsearch, then acknowledges what
+Elasticsearch accepted.
 """

@@ -17,9 +17,9 @@ from typing import Any
 
 import zmq
 
-from proto.housekeeping import Periodic, ReportSender
+from proto.control import ChannelClosed, ControlChannel
+from proto.housekeeping import Periodic
 from proto.messages import (
-    MAX_CONTROL_MESSAGE,
     Ack,
     ExitCode,
     Fetch,
@@ -27,7 +27,6 @@ from proto.messages import (
     Records,
     ShipContainer,
     decode,
-    stats_report,
 )
 from proto.paths import fetch_endpoint, is_container_id
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
@@ -62,9 +61,10 @@ OUTPUT_COUNTERS = ("bad_answers_total", "bad_items_total", "config_fault_docs_to
 class ShipperProcess:
     def __init__(self, data_dir: Path, control: socket.socket) -> None:
         self.data_dir = data_dir
-        self.control = control
+        self.control = ControlChannel(control, "shipper", log)
         self.config_dir = data_dir / "shipper"
         self.stop = asyncio.Event()
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.feeds: dict[str, ContainerFeed] = {}
         self.feed_output: dict[str, OutputKey] = {}
         self.outputs: dict[OutputKey, BulkShipper] = {}
@@ -75,8 +75,6 @@ class ShipperProcess:
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
-        self.reports = ReportSender(control, log)
-        self.report_no = 0
         self.housekeeping = Periodic(log, STATS_INTERVAL)
         self.housekeeping.add("re-fetching idle containers", self._refetch_idle)
         self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
@@ -95,10 +93,11 @@ class ShipperProcess:
         self.dealer.connect(fetch_endpoint(self.data_dir))
         dealer_fd = int(self.dealer.getsockopt(zmq.FD))
         loop.add_reader(dealer_fd, self._on_records)
-        self.control.setblocking(False)
+        self.control.sock.setblocking(False)
         loop.add_reader(self.control.fileno(), self._on_control)
         for container_id, info, options in self._load_configs():
             self.ship(container_id, info, options)
+        self.booted = True
         ticker = asyncio.create_task(self.housekeeping.run())
         await self.stop.wait()
         ticker.cancel()
@@ -272,26 +271,15 @@ class ShipperProcess:
     # --- control and persistence ---------------------------------------------------------------------------
 
     def _on_control(self) -> None:
-        while True:
-            try:
-                data = self.control.recv(MAX_CONTROL_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.stop.set()
-                return
-            if not data:
-                self.stop.set()
-                return
-            try:
-                msg = decode(data)
-            except MessageError as exc:
-                self._bad_message(exc)
-                continue
-            if isinstance(msg, ShipContainer) and is_container_id(msg.container_id):
-                self.ship(msg.container_id, msg.info, msg.options)
-            else:
-                self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+        try:
+            for msg, _ in self.control.receive(self._bad_message):
+                if isinstance(msg, ShipContainer) and is_container_id(msg.container_id):
+                    self.ship(msg.container_id, msg.info, msg.options)
+                else:
+                    self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
+        except ChannelClosed as exc:
+            log.warning("%s from the supervisor; stopping", exc)
+            self.stop.set()
 
     def _save_config(self, container_id: str, info: dict[str, Any], options: dict[str, Any]) -> None:
         """Kept so that a restarted plugin ships what it still owes; 0600: the options may hold secrets."""
@@ -362,15 +350,13 @@ class ShipperProcess:
             "dead_lettered_total": totals.get("dead_lettered_total", 0),
             "bad_messages_total": self.bad_messages,
             "housekeeping_errors_total": self.housekeeping.errors_total,
-            "reports_dropped_total": self.reports.dropped_total,
         }
         per_container = {
             cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
                   "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
             for cid, f in self.feeds.items()
         }
-        self.reports.send(stats_report("shipper", counters, self.report_no, per_container, outputs))
-        self.report_no += 1
+        self.control.report(counters, per_container, outputs)
 
 
 def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:

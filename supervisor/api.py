@@ -124,7 +124,7 @@ async def start_logging(request: web.Request) -> web.Response:
     if problem:
         return web.json_response({"Err": problem})
     try:
-        _supervisor(request).start_logging(file, info)  # type: ignore[arg-type]
+        _supervisor(request).loggers.start_logging(file, info)  # type: ignore[arg-type]
     except (LogOptionError, ValueError) as exc:
         log.warning("StartLogging refused for container %s: %s", str(info.get("ContainerID"))[:12], exc)
         return web.json_response({"Err": str(exc)})
@@ -147,7 +147,7 @@ async def stop_logging(request: web.Request) -> web.Response:
         body = await _body(request)
     except BadRequest:
         body = {}
-    _supervisor(request).stop_logging(body.get("File"))  # type: ignore[arg-type]
+    _supervisor(request).loggers.stop_logging(body.get("File"))  # type: ignore[arg-type]
     return web.json_response({})
 
 
@@ -172,8 +172,8 @@ def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
     except ValueError as exc:
         raise BadRequest(f"Config.Since/Until: {exc}") from None
     assert isinstance(container_id, str)
-    return ReadRequest(container_id, since, until, tail, follow, sup.open_fifos(container_id),
-                       sup.draining_fifos(container_id))
+    return ReadRequest(container_id, since, until, tail, follow, sup.loggers.open_fifos(container_id),
+                       sup.loggers.draining_fifos(container_id))
 
 
 async def read_logs(request: web.Request) -> web.StreamResponse:
@@ -182,13 +182,13 @@ async def read_logs(request: web.Request) -> web.StreamResponse:
     # A running container's readers hold up to a second of lines in open batches (see workers/main.py): told of
     # the read, they send them at once; give that the moment it takes to be stored, so that `docker logs` shows
     # everything written before it was asked (a follower would get those lines anyway, a moment later).
-    told = sup.follow(read.container_id, +1)
+    told = sup.loggers.follow(read.container_id, +1)
     try:
         if told and not read.follow:
             await asyncio.sleep(READ_FLUSH_WAIT)
         return await _serve_read(request, sup, read)
     finally:
-        sup.follow(read.container_id, -1)
+        sup.loggers.follow(read.container_id, -1)
 
 
 async def _serve_read(request: web.Request, sup: Supervisor, read: ReadRequest) -> web.StreamResponse:

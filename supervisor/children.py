@@ -1,14 +1,17 @@
-"""The supervisor's children: what should run (specs), what runs (children), and restart back-off."""
+"""The supervisor's children: what runs (``Child``), the place one must run in (``Slot``: a service or a logger's
+reader), and the restart back-off."""
 
 from __future__ import annotations
 
 import enum
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from proto.messages import ExitCode
 from supervisor.outbox import Outbox
 
 # Respawn policy: the first restart is immediate, then the delay doubles up to the cap; a child that stayed up
@@ -38,6 +41,31 @@ class Backoff:
         if self.failures == 1:
             return BACKOFF_FIRST
         return float(min(BACKOFF_CAP, BACKOFF_START * 2 ** (self.failures - 2)))
+
+
+@dataclass(kw_only=True)
+class Slot:
+    """Where one child must run: a service, or the reader of one logger. The child running in it (None while it is
+    down) and when the next one may start. Keyword-only, so the kinds of slot add their own positional fields."""
+
+    child: Child | None = None
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    respawn_at: float | None = None  # None: nothing to start (running, or not wanted yet)
+
+    def due(self, now: float) -> bool:
+        return self.child is None and self.respawn_at is not None and now >= self.respawn_at
+
+    def started(self, child: Child) -> None:
+        self.child = child
+        self.respawn_at = None
+
+    def schedule_respawn(self, uptime: float) -> float:
+        """The child died: its successor may start after the returned delay."""
+        delay = self.backoff.next_delay(uptime)
+        self.restarts += 1
+        self.respawn_at = time.monotonic() + delay
+        return delay
 
 
 @dataclass
@@ -96,3 +124,15 @@ class Child:
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started_at
+
+
+def describe_exit(code: int, child: Child) -> str:
+    """How the child ended, for the log line that announces its restart."""
+    if child.hung_for is not None:
+        return f"hung (no report for {child.hung_for:.1f}s) and was killed"
+    if code == ExitCode.BOOT_FAILED:
+        return "could not start (boot failed: the cause is logged above)"
+    if code < 0:
+        name = signal.Signals(-code).name
+        return f"was killed by {name}" + (" (perhaps out of memory)" if -code == signal.SIGKILL else "")
+    return f"exited with code {code}"

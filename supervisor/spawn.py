@@ -9,10 +9,13 @@ import os
 import resource
 import signal
 from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from proto.messages import ExitCode
 
 log = logging.getLogger("elp.supervisor")
+
+P = TypeVar("P", bound="Bootable")
 
 _RESET_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)
 
@@ -44,6 +47,26 @@ def fork_child(role: str, keep_fds: Iterable[int], target: Callable[[], ExitCode
     finally:
         logging.shutdown()
         os._exit(int(code))
+
+
+class Bootable(Protocol):
+    booted: bool  # set by the process when its main loop begins
+
+
+def run_child(role: str, make: Callable[[], P], run: Callable[[P], ExitCode]) -> ExitCode:
+    """In the child: make the process and run it. An exception before its main loop began (a data dir it cannot
+    write, an endpoint it cannot bind, no descriptor left) ends it with ExitCode.BOOT_FAILED, logged with its cause,
+    so the supervisor can tell a child that cannot start from one that crashed while running (gunicorn's
+    WORKER_BOOT_ERROR); an exception later is a crash, as before."""
+    process: P | None = None
+    try:
+        process = make()
+        return run(process)
+    except Exception:
+        if process is not None and process.booted:
+            raise
+        log.exception("%s could not start", role)
+        return ExitCode.BOOT_FAILED
 
 
 def _become_child(role: str, keep: list[int]) -> None:

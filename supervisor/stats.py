@@ -90,7 +90,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
     shipper = sup.services[Role.SHIPPER].child
     shipping = shipper.per_container if shipper else {}
     readers = []
-    for lg in sup.loggers.values():
+    for lg in sup.loggers.active.values():
         child = lg.child
         reader = {
             "container_id": lg.container_id,
@@ -119,7 +119,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         "uptime_s": round(now - sup.started_at, 3),
         "protobuf": protobuf_backend(),
         "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
-                                                                         sup.loggers.values()),
+                                                                         sup.loggers.active.values()),
         "hung_killed_total": sup.watchdog.killed_total,
         "housekeeping_errors_total": sup.housekeeping.errors_total,
         **sampler.sample(os.getpid()),

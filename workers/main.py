@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import zmq
 
-from proto.housekeeping import ReportSender
-from proto.messages import MAX_CONTROL_MESSAGE, ExitCode, Followers, LoggerClosed, MessageError, decode, stats_report
+from proto.control import ChannelClosed, ControlChannel
+from proto.messages import ExitCode, Followers, LoggerClosed, MessageError
 from workers.batcher import Batcher
 from workers.decoder import FrameDecoder
 from workers.delivery import BatchSender
@@ -62,10 +62,11 @@ class ReaderSpec:
 
 
 class ReaderProcess:
-    """Drains one FIFO: read, cut, decode, batch, send on a DEALER; reports its counters to the supervisor."""
+    """Drains one FIFO: read, cut, decode, batch, send (DEALER); reports its counters to the supervisor."""
 
     def __init__(self, spec: ReaderSpec) -> None:
         self.spec = spec
+        self.booted = False  # True once its main loop runs: a failure before is a boot failure (spawn.run_child)
         self.decoder = FrameDecoder()
         self.batcher = Batcher(spec.container_id, os.path.basename(spec.fifo_path),
                                max_wait=spec.follow_wait if spec.followed else spec.quiet_wait,
@@ -80,7 +81,7 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
-        self.reports = ReportSender(spec.control, log)
+        self.control = ControlChannel(spec.control, "reader", log)
 
     def run(self) -> ExitCode:
         ctx = zmq.Context(io_threads=1)
@@ -101,6 +102,7 @@ class ReaderProcess:
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
         self.pipe_size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        self.booted = True
         try:
             self._loop(dealer, wake_r)
         finally:
@@ -217,27 +219,24 @@ class ReaderProcess:
 
     def _read_control(self) -> bool:
         """Apply what the supervisor sent; False once its end is closed."""
-        while True:
-            try:
-                raw = self.spec.control.recv(MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            if not raw:
-                return False
-            try:
-                msg = decode(raw)
-            except MessageError as exc:
-                log.error("reader of %s: bad control message ignored: %s", self.spec.container_id[:12], exc)
-                continue
-            if isinstance(msg, Followers):
-                self.batcher.max_wait = self.spec.follow_wait if msg.count > 0 else self.spec.quiet_wait
-                if msg.count > 0:
-                    # Someone reads the logs now: what the FIFO and the open batch hold goes to the store at once.
-                    self.fifo_resume_at = 0.0
-                    self._read_available()
-                    self._queue_batch()
+        try:
+            for msg, _ in self.control.receive(self._bad_control):
+                self._apply_control(msg)
+        except ChannelClosed:
+            return False
+        return True
+
+    def _bad_control(self, exc: MessageError) -> None:
+        log.error("reader of %s: bad control message ignored: %s", self.spec.container_id[:12], exc)
+
+    def _apply_control(self, msg: object) -> None:
+        if isinstance(msg, Followers):
+            self.batcher.max_wait = self.spec.follow_wait if msg.count > 0 else self.spec.quiet_wait
+            if msg.count > 0:
+                # Someone reads the logs now: what the FIFO and the open batch hold goes to the store at once.
+                self.fifo_resume_at = 0.0
+                self._read_available()
+                self._queue_batch()
 
     def _plan_next_read(self, opened: bool) -> None:
         """Coalesce reads: while a batch is open, leave the FIFO alone for as long as the pipe can take what the
@@ -293,8 +292,7 @@ class ReaderProcess:
 
     def _send_stats(self) -> None:
         c = self.decoder.counters
-        self.reports.send(stats_report(
-            "reader",
+        self.control.report(
             {
                 "lines_total": c.lines,
                 "bytes_total": c.bytes,
@@ -307,10 +305,8 @@ class ReaderProcess:
                 "unconfirmed_bytes": self.sender.held_bytes,
                 "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
                 "batch_window_ms": round(self.batcher.max_wait * 1000),
-                "reports_dropped_total": self.reports.dropped_total,
             },
-            0,
-        ))
+        )
 
 
 def _drain(fd: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proto.messages import SEQ_SHIFT
-from supervisor.arbiter import SEQ_FLOOR_NAME, SequenceRanges
+from supervisor.loggers import SEQ_FLOOR_NAME, SequenceRanges
 
 
 def test_a_restarted_plugin_starts_above_every_range_the_previous_run_handed_out(tmp_path: Path) -> None:

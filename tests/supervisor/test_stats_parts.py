@@ -99,8 +99,8 @@ def test_the_shipper_reports_thousands_of_containers_and_endless_failure_reasons
     child = Child(Role.SHIPPER, "shipper", os.getpid(), parent_end, -1)
     shipper._send_stats()
     largest = receive(parent_end, child)
-    while shipper.reports.pending:  # the socket holds a few datagrams: the rest goes as the supervisor reads
-        shipper.reports.flush()
+    while shipper.control.reports.pending:  # the socket holds a few datagrams: the rest goes as the supervisor reads
+        shipper.control.reports.flush()
         largest = max(largest, receive(parent_end, child))
     assert largest <= MAX_STATS_MESSAGE
     assert set(child.per_container) == {cid(n) for n in range(3000)}

@@ -7,8 +7,8 @@ import os
 import shutil
 import signal
 
-from tests.conftest import RunningPlugin, wait_until
-from tests.dockerd_driver import entry
+from testkit.dockerd_driver import entry
+from testkit.plugin import RunningPlugin, wait_until
 
 
 def test_a_local_store_that_cannot_bind_boot_fails_and_is_retried_until_it_can(plugin: RunningPlugin) -> None:

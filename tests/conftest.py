@@ -59,6 +59,16 @@ def plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
 
 
 @pytest.fixture
+def destroying_plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
+    """The real plugin with DESTROY_LOGS_ON_STOP on."""
+    plugin = start_plugin(short_tmp, env={"DESTROY_LOGS_ON_STOP": "true"})
+    try:
+        yield plugin
+    finally:
+        assert plugin.stop() == 0
+
+
+@pytest.fixture
 def small_disk() -> Iterator[Path]:
     """A base folder whose ``data`` is a 2 MiB tmpfs."""
     if os.geteuid() != 0:

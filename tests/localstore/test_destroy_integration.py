@@ -3,26 +3,13 @@ line (README: "delete a container's local log files when it stops (after its lin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from testkit.dockerd_driver import entry
-from testkit.plugin import RunningPlugin, start_plugin, wait_until
+from testkit.plugin import RunningPlugin, wait_until
 from tests.conftest import reader_gone
 from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"
 
-
-@pytest.fixture
-def destroying_plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
-    plugin = start_plugin(short_tmp, env={"DESTROY_LOGS_ON_STOP": "true"})
-    try:
-        yield plugin
-    finally:
-        assert plugin.stop() == 0
 
 
 def test_files_of_a_stopped_container_stay_until_every_line_is_shipped(destroying_plugin: RunningPlugin) -> None:

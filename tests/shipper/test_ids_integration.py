@@ -7,12 +7,11 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from testkit.dockerd_driver import FakeLogger, entry
-from testkit.plugin import RunningPlugin, start_plugin, wait_until
+from testkit.plugin import RunningPlugin, wait_until
 from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"
@@ -23,14 +22,6 @@ def es() -> Iterator[EsStandin]:
     with EsStandin() as standin:
         yield standin
 
-
-@pytest.fixture
-def destroying_plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
-    plugin = start_plugin(short_tmp, env={"DESTROY_LOGS_ON_STOP": "true"})
-    try:
-        yield plugin
-    finally:
-        assert plugin.stop() == 0
 
 
 def messages(es: EsStandin) -> Counter[str]:

@@ -40,7 +40,8 @@ from elasticsearch import Elasticsearch, helpers
 from bench.reader_throughput import feed, make_stream
 from proto.entry_pb2 import LogEntry
 from proto.framing import encode_frame
-from shipper.documents import DocumentBuilder, IndexTemplate, container_meta
+from shipper.documents import DocumentBuilder, container_meta
+from shipper.index_names import IndexTemplate
 from supervisor.logopts import parse_log_options
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shipper.documents import DocumentBuilder, IndexTemplate, check_literal_index, container_meta
+from shipper.documents import DocumentBuilder, container_meta
+from shipper.index_names import IndexTemplate, check_literal_index
 
 # (time_nano, source, message, truncated) -> (index, pipeline or None, document bytes)
 Encoder = Callable[[int, str, bytes, bool], tuple[str, str | None, bytes]]

@@ -16,12 +16,11 @@ from shipper.documents import (
     ContainerMeta,
     DocumentBuilder,
     ImageRef,
-    IndexTemplate,
-    IndexTemplateError,
     container_meta,
     kept_info,
     parse_image,
 )
+from shipper.index_names import IndexTemplate, IndexTemplateError
 from supervisor.logopts import parse_log_options
 
 CID = "0123456789abcdef" * 4

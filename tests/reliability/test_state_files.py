@@ -70,15 +70,21 @@ def cut(path: Path, keep: int) -> None:
         f.truncate(keep)
 
 
+def shipped_then_cut(plugin: RunningPlugin, es: EsStandin) -> list[FakeLogger]:
+    """Two shipping loggers whose first lines are all in Elasticsearch, then a power cut of the whole plugin."""
+    loggers = [plugin.logger(name=f"c{k}", config={"hosts": es.url}) for k in range(2)]
+    for lg in loggers:
+        assert lg.start() == {"_status": 200}
+    write(loggers, 0)
+    settle(es, 2 * LINES)
+    power_cut(plugin)
+    return loggers
+
+
 def test_damaged_state_files_at_start_up(short_tmp: Path, es: EsStandin, figures: FigureTable) -> None:
     plugin = start_plugin(short_tmp)
     try:
-        loggers = [plugin.logger(name=f"c{k}", config={"hosts": es.url}) for k in range(2)]
-        for lg in loggers:
-            assert lg.start() == {"_status": 200}
-        write(loggers, 0)
-        settle(es, 2 * LINES)
-        power_cut(plugin)
+        loggers = shipped_then_cut(plugin, es)
         data = plugin.data_dir
         records = {lg.container_id: data / "loggers" / f"{lg.path.name}.json" for lg in loggers}
         first, second = (lg.container_id for lg in loggers)
@@ -117,12 +123,7 @@ def test_damaged_state_files_at_start_up(short_tmp: Path, es: EsStandin, figures
 def test_power_cut_drops_the_unsynced_tails(short_tmp: Path, es: EsStandin, figures: FigureTable) -> None:
     plugin = start_plugin(short_tmp)
     try:
-        loggers = [plugin.logger(name=f"c{k}", config={"hosts": es.url}) for k in range(2)]
-        for lg in loggers:
-            assert lg.start() == {"_status": 200}
-        write(loggers, 0)
-        settle(es, 2 * LINES)
-        power_cut(plugin)
+        loggers = shipped_then_cut(plugin, es)
         dropped = 0
         for lg in loggers:
             path = plugin.data_dir / "containers" / lg.container_id / "container.log"

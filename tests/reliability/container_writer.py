@@ -43,7 +43,7 @@ def write_steadily(rate: float, pad: int, stop_file: str) -> tuple[int, array.ar
             out.flush()
             durations.append(clock() - began)
             written += 1
-        time.sleep(PACE)
+        time.sleep(PACE)  # not a sync: paces the writer
 
 
 def summary(tag: str, written: int, durations: array.array[float]) -> dict[str, object]:

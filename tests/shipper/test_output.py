@@ -427,7 +427,7 @@ def test_connections_per_node_are_capped(silent: SilentServer) -> None:
         try:
             deadline = time.monotonic() + 10
             while len(silent.accepted) < 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # not a sync: the poll interval of a deadline loop
             await asyncio.sleep(0.5)  # not a sync: time for uncapped calls to open their own connections
             return len(silent.accepted)
         finally:

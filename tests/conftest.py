@@ -14,6 +14,7 @@ import pytest
 
 from testkit.dockerd_driver import FakeLogger
 from testkit.plugin import RunningPlugin, start_plugin
+from tests.es_standin import EsStandin
 
 
 def reader_gone(plugin: RunningPlugin, logger: FakeLogger) -> bool:
@@ -66,6 +67,13 @@ def destroying_plugin(short_tmp: Path) -> Iterator[RunningPlugin]:
         yield plugin
     finally:
         assert plugin.stop() == 0
+
+
+@pytest.fixture
+def es() -> Iterator[EsStandin]:
+    """An Elasticsearch stand-in on 127.0.0.1 (tests/es_standin.py)."""
+    with EsStandin() as standin:
+        yield standin
 
 
 @pytest.fixture

@@ -38,11 +38,6 @@ USERS = {"elastic": "changeme"}
 API_KEYS = {"key-id-1": "s3cr3t-api-key"}
 
 
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
-
 
 @pytest.fixture
 def client(es: EsStandin) -> Iterator[Elasticsearch]:

@@ -33,11 +33,6 @@ LINES = scale(200, 2000)  # per run of the container
 RUNS = scale(3, 5)
 
 
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
-
 
 def outcome(es: EsStandin, expected: set[str]) -> tuple[int, int]:
     """(lines lost, lines stored more than once) of ``expected`` in Elasticsearch."""

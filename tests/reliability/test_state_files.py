@@ -18,10 +18,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from testkit.dockerd_driver import FakeLogger, entry
 from testkit.plugin import RunningPlugin, start_plugin, wait_until
@@ -32,11 +29,6 @@ from tests.reliability.conftest import FigureTable, scale
 INDEX = "logs-docker-default"
 LINES = scale(300, 3000)  # per container and run
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def power_cut(plugin: RunningPlugin) -> None:

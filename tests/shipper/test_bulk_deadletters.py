@@ -3,18 +3,8 @@ finished, so the container's acknowledgement moves on; ``queued_bytes`` counts d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.es_standin import EsStandin
 from tests.shipper.bulk_harness import all_finished, make_docs, ship
-
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def test_a_stored_dead_letter_finishes_its_original_and_queued_bytes_return_to_zero(es: EsStandin) -> None:

@@ -7,7 +7,7 @@ itself is carried out), then answers normally: every document must end up stored
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -19,11 +19,6 @@ from tests.shipper.bulk_harness import INDEX, all_finished, make_docs, ship
 
 N = 20
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def each_item(change: Callable[[JsonObj], Any]) -> Callable[[JsonObj], JsonObj]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
-
-import pytest
 
 from testkit.dockerd_driver import FakeLogger, entry
 from testkit.plugin import RunningPlugin, wait_until
@@ -16,11 +13,6 @@ from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 

@@ -5,10 +5,7 @@ the longest wait between attempts."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from itertools import pairwise
-
-import pytest
 
 from testkit.dockerd_driver import entry
 from testkit.plugin import RunningPlugin, wait_until
@@ -16,11 +13,6 @@ from tests.es_standin import EsStandin, RecordedRequest
 
 INDEX = "logs-docker-default"
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def sources(request: RecordedRequest) -> list[bytes]:

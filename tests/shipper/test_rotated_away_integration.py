@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from testkit.dockerd_driver import entry
 from testkit.plugin import RunningPlugin, wait_until
@@ -21,11 +18,6 @@ INDEX = "logs-docker-default"
 MAX_SIZE = "500"
 PAD = b"." * 1000
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def reader_stats(plugin: RunningPlugin) -> dict[str, Any]:

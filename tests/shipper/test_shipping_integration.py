@@ -6,10 +6,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from testkit.dockerd_driver import entry, split_line
 from testkit.plugin import RunningPlugin, wait_until
@@ -17,11 +14,6 @@ from tests.es_standin import EsStandin
 
 INDEX = "logs-docker-default"
 
-
-@pytest.fixture
-def es() -> Iterator[EsStandin]:
-    with EsStandin() as standin:
-        yield standin
 
 
 def messages(es: EsStandin) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -128,24 +128,16 @@ def set_destroy(engine: DockerEngine, value: str) -> None:
     engine.docker("plugin", "enable", "--timeout", "0", PLUGIN_NAME, timeout=60, check=True)
 
 
-@pytest.fixture
-def containers(docker_engine: DockerEngine) -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    for name in made:
-        docker_engine.docker("rm", "-f", name, timeout=60)
-
-
 @pytest.mark.parametrize("destroy", ["false", "true"])
 @pytest.mark.parametrize("how", ["docker restart", "--restart always"])
 def test_started_again_on_dockerd(how: str, destroy: str, docker_engine: DockerEngine, docker_plugin: Plugin,
-                                  busybox_image: str, containers: list[str], es: EsStandin,
+                                  busybox_image: str, names: list[str], es: EsStandin,
                                   figures: FigureTable) -> None:
     script = SCRIPT.replace("LINES", str(LINES)).replace("RUNS", str(RUNS))
     if destroy == "true":
         set_destroy(docker_engine, "true")
     try:
-        name = new_name(containers)
+        name = new_name(names)
         policy = ["--restart", "always"] if how == "--restart always" else []
         started = docker_engine.docker("run", "-d", "--name", name, *policy, "-e", f"EXIT={int(bool(policy))}",
                                        "--log-driver", docker_plugin.driver, "--log-opt", f"hosts={es.url}",

@@ -58,6 +58,22 @@ CASES: dict[str, tuple[str, Any, dict[str, str], str | None]] = {
     "ssl.verification_mode": ("certificate", "certificate", {}, "strict"),
     "ssl.certificate": ("/c.pem", "/c.pem", {"ssl.key": "/k.pem"}, None),
     "ssl.key": ("/k.pem", "/k.pem", {"ssl.certificate": "/c.pem"}, None),
+    "multiline.type": ("while_pattern", "while_pattern", {"multiline.pattern": "^ "}, "lines"),
+    "multiline.pattern": ("^[[:space:]]", "^[[:space:]]", {}, "(?=x)"),
+    "multiline.negate": ("true", True, {"multiline.pattern": "^ "}, "not"),
+    "multiline.match": ("before", "before", {"multiline.pattern": "^ "}, "around"),
+    "multiline.flush_pattern": ("^END", "^END", {"multiline.pattern": "^ "}, "[z-a]"),
+    "multiline.count_lines": ("3", 3, {"multiline.type": "count"}, "0"),
+    "multiline.max_lines": ("20", 20, {"multiline.pattern": "^ "}, "0"),
+    "multiline.timeout": ("500ms", 0.5, {"multiline.pattern": "^ "}, "0s"),
+    "json.keys_under_root": ("true", True, {}, "yes"),
+    "json.overwrite_keys": ("false", False, {}, "no"),
+    "json.add_error_key": ("1", True, {}, "on"),
+    "json.message_key": ("msg", "msg", {}, None),
+    "json.expand_keys": ("t", True, {}, "y"),
+    "json.ignore_decoding_error": ("f", False, {}, "off"),
+    "include_lines": ("^ERR, ^WARN", ("^ERR", "^WARN"), {}, "(a"),
+    "exclude_lines": ("\\d{1\\,3}", ("\\d{1,3}",), {}, "a,(b"),
 }
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import re2
 
 from proto.options import SECRET_OPTIONS, LogOptionError, redacted_config, shown_value, user_regex
+from supervisor.tag import parse_tag
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -225,7 +226,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("labels-regex", parse_regex, None, "container labels matching this regex (RE2 syntax, as Docker) are added"),
     Option("env", parse_list, (), "container environment variables to add (comma list; may hold secrets)"),
     Option("env-regex", parse_regex, None, "environment variables matching this regex (RE2 syntax) are added"),
-    Option("tag", parse_text, None, "Docker tag template, e.g. {{.Name}}"),
+    Option("tag", parse_tag, None, "Docker's log tag template, e.g. {{.ImageName}}/{{.Name}}; rendered into the "
+           "document's tags (see Processing)"),
     # The local store.
     Option("max-size", parse_size, 10_000_000, "rotate the local file at this size (10m)"),
     Option("max-file", parse_positive, 5, "local files kept per container, current one included"),
@@ -274,6 +276,8 @@ class LogOptions:
     """The validated options of one logger; ``values`` holds every option, defaults filled in."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
+    # False when the container's label co.elastic.logs/enabled=false asks for local logging only (supervisor/hints.py)
+    shipping: bool = True
 
     def __repr__(self) -> str:
         # The values hold passwords and keys: a repr ends up in logs and tracebacks.
@@ -285,7 +289,7 @@ class LogOptions:
     @property
     def ships(self) -> bool:
         """Whether this container's lines go to Elasticsearch (otherwise they are only stored locally)."""
-        return bool(self.values["hosts"] or self.values["cloud_id"])
+        return self.shipping and bool(self.values["hosts"] or self.values["cloud_id"])
 
 
 def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:

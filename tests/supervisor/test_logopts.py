@@ -28,7 +28,7 @@ CASES: dict[str, tuple[str, Any, dict[str, str], str | None]] = {
     "labels-regex": ("^com\\.example\\.", "^com\\.example\\.", {}, "(unclosed"),
     "env": ("A,B", ("A", "B"), {}, None),
     "env-regex": ("^APP_", "^APP_", {}, "[z-a]"),
-    "tag": ("{{.Name}}", "{{.Name}}", {}, None),
+    "tag": ("{{.Name}}", "{{.Name}}", {}, "{{if .Name}}x{{end}}"),
     "max-size": ("10m", 10_000_000, {}, "10x"),
     "max-file": ("3", 3, {}, "0"),
     "compress": ("1", True, {}, "2"),

@@ -281,7 +281,7 @@ class LogOptions:
 
     def __repr__(self) -> str:
         # The values hold passwords and keys: a repr ends up in logs and tracebacks.
-        return f"LogOptions({redacted_config(self.values)!r})"
+        return f"LogOptions({redacted_config(self.values)!r}{'' if self.shipping else ', shipping=False'})"
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]

@@ -49,6 +49,7 @@ def test_enabled_false_keeps_the_logs_local(labels: dict[str, str], ships: bool)
     options = options_with_hints(info(labels, **SHIPS))
     assert options.ships is ships
     assert options["hosts"] == ("http://es:9200",)  # the output stays known; only shipping is off
+    assert ("shipping=False" in repr(options)) is not ships  # a log line about the logger says why it is local
 
 
 @pytest.mark.parametrize(("label", "value", "why"), [

@@ -24,12 +24,14 @@ log = logging.getLogger("elp.supervisor")
 
 PREFIX = "co.elastic.logs/"
 HINTS = {opt.name: opt for opt in PROCESSING_OPTIONS}
+WARNED_MAX = 4096  # containers whose refused labels are remembered as said (oldest forgotten first)
+_WARNED: dict[tuple[str, tuple[str, ...]], None] = {}
 
 
 def options_with_hints(info: Mapping[str, Any]) -> LogOptions:
     """The container's log-opts with its hints applied; raises LogOptionError naming a bad option or label."""
     hinted, enabled, refused = _read_hints(info.get("ContainerLabels"))
-    if refused:
+    if refused and _first_time(str(info.get("ContainerID")), refused):
         log.warning("container %s: label%s %s ignored: a co.elastic.logs/ label may only set enabled, "
                     "multiline.*, json.*, include_lines or exclude_lines (outputs, credentials and TLS come from "
                     "log-opts only)", str(info.get("ContainerID") or "?")[:12], "s" if len(refused) > 1 else "",
@@ -45,6 +47,18 @@ def options_with_hints(info: Mapping[str, Any]) -> LogOptions:
         labels = ", ".join(PREFIX + name for name in sorted(hinted))
         raise LogOptionError(f"{exc} (with the container's labels {labels} applied)") from None
     return options if enabled else replace(options, shipping=False)
+
+
+def _first_time(container_id: str, refused: list[str]) -> bool:
+    """Whether these refusals were not logged yet: dockerd starts a logger per `docker logs` of a stopped container
+    too, and the same labels need saying once per plugin run, not once per read."""
+    key = (container_id, tuple(refused))
+    if key in _WARNED:
+        return False
+    _WARNED[key] = None
+    while len(_WARNED) > WARNED_MAX:
+        del _WARNED[next(iter(_WARNED))]  # the oldest
+    return True
 
 
 def _read_hints(labels: Any) -> tuple[dict[str, str], bool, list[str]]:

@@ -92,3 +92,13 @@ def test_a_label_that_is_not_a_processing_hint_is_refused_in_one_line_without_it
     assert f"'co.elastic.logs/{name}'" in lines[0] and "'co.elastic.logs/ssl.certificate'" in lines[0]
     assert CID[:12] in lines[0]
     assert "s3cret-VALUE" not in lines[0] and "evil" not in lines[0]
+
+
+def test_refused_labels_are_said_once_per_container_not_per_start_logging(caplog: pytest.LogCaptureFixture) -> None:
+    # dockerd starts a logger for each `docker logs` of a stopped container: that must not repeat the warning.
+    caplog.set_level(logging.WARNING, logger="elp.supervisor")
+    labels = {"co.elastic.logs/hosts": "http://x:9200"}
+    for _ in range(3):
+        options_with_hints(info(labels) | {"ContainerID": "e" * 64})
+    options_with_hints(info(labels) | {"ContainerID": "d" * 64})
+    assert [r.getMessage()[:22] for r in caplog.records] == ["container eeeeeeeeeeee", "container dddddddddddd"]

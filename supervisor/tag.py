@@ -50,7 +50,7 @@ class TagError(ValueError):
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "field", "call", "lit", "pipe", "dot"
+    kind: str  # "field" (of the Info), "call" (a function), "lit" (a literal), "pipe" (a parenthesised pipeline)
     value: Any = None
     args: tuple[Node, ...] = ()
     chain: tuple[str, ...] = ()
@@ -150,7 +150,10 @@ def _operand(tokens: list[tuple[str, str]], pos: int) -> tuple[Node, int]:
             raise ValueError(f"uses .{names[0]}: {_REFUSED_FIELDS[names[0]]}")
         return Node("field", names[0], chain=names[1:]), pos + 1
     if kind == "str":
-        return Node("lit", json.loads(text)), pos + 1
+        try:
+            return Node("lit", json.loads(text)), pos + 1  # Go's common escapes (\n, \", \\, \u) are JSON's
+        except ValueError:
+            raise ValueError(f"has a string {text[:50]} with an escape this plugin does not read") from None
     if kind == "raw":
         return Node("lit", text[1:-1]), pos + 1
     if kind == "num":

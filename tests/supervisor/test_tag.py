@@ -82,6 +82,7 @@ def test_config_is_shown_with_its_secrets_masked() -> None:
     ("{{.}}", "whole Info"),
     ("{{}}", "empty action"),
     ("{{(.Name}}", "unclosed parenthesis"),
+    ('{{upper "\\x41"}}', "escape"),
 ])
 def test_what_the_plugin_cannot_render_is_refused_naming_tag(template: str, why: str) -> None:
     with pytest.raises(LogOptionError, match="'tag'") as refused:

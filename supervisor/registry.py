@@ -29,6 +29,7 @@ log = logging.getLogger("elp.supervisor")
 
 CONTAINER_ID_FIELD = re.compile(rb'"ContainerID"\s*:\s*"([0-9a-f]{64})"')
 CONFIG_FIELD = re.compile(r'"Config"\s*:\s*')
+LABELS_FIELD = re.compile(r'"ContainerLabels"\s*:\s*')
 MARKER_SCAN = 4 << 20  # how much of the end of each container's file is searched for a FIFO's batch marker
 
 
@@ -49,10 +50,11 @@ class LoggerRegistry:
 
     def save(self, record: LoggerRecord) -> None:
         # 0600 in a 0700 folder: the Info's Config holds the log-opts, secrets included, and re-attaching after a
-        # restart needs them as given. The container id comes first and the log-opts next, so a file cut short
-        # still tells both.
+        # restart needs them as given. The container id comes first, the log-opts next, then the labels (their
+        # co.elastic.logs/ hints may say enabled=false), so a file cut short still tells them.
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = {key: record.info[key] for key in ("ContainerID", "Config") if key in record.info} | record.info
+        first = ("ContainerID", "Config", "ContainerLabels")
+        info = {key: record.info[key] for key in first if key in record.info} | record.info
         write_json(self._path(record.fifo_path), {"ContainerID": record.info.get("ContainerID"),
                                                   "File": record.fifo_path, "Info": info})
 
@@ -97,7 +99,11 @@ class LoggerRegistry:
         container_id = found.group(1).decode() if found else self._container_from_markers(path.stem)
         if container_id is None:
             return None
-        return LoggerRecord(str(self.fifo_dir / path.stem), {"ContainerID": container_id, "Config": _config(raw)})
+        info: dict[str, Any] = {"ContainerID": container_id, "Config": _config(raw)}
+        labels = _string_map(raw, LABELS_FIELD)
+        if labels:
+            info["ContainerLabels"] = labels
+        return LoggerRecord(str(self.fifo_dir / path.stem), info)
 
     def _container_from_markers(self, fifo_name: str) -> str | None:
         """The container whose file holds a batch marker of this FIFO near its end (the newest such file)."""
@@ -127,8 +133,13 @@ class LoggerRegistry:
 
 def _config(raw: bytes) -> dict[str, str]:
     """The log-opts, if the damaged record still holds them whole."""
+    return _string_map(raw, CONFIG_FIELD)
+
+
+def _string_map(raw: bytes, field: re.Pattern[str]) -> dict[str, str]:
+    """An object of strings of the damaged record (log-opts, labels), if it still holds it whole."""
     text = raw.decode(errors="replace")
-    found = CONFIG_FIELD.search(text)
+    found = field.search(text)
     if found is None:
         return {}
     try:

@@ -36,11 +36,14 @@ from supervisor.logopts import (
     parse_log_options,
     parse_positive,
     parse_regex,
+    parse_regex_list,
     parse_retries,
+    parse_seconds,
     parse_size,
     parse_text,
     parse_url,
 )
+from supervisor.tag import parse_tag
 from testkit.dockerd_driver import make_info
 from tests.docker_fixtures import DockerEngine, Plugin
 from tests.reliability.conftest import FigureTable
@@ -56,6 +59,9 @@ BAD_BY_PARSER: dict[Callable[[str], Any], str] = {
     parse_retries: "-2",
     parse_level: "10",
     parse_regex: "([unclosed",
+    parse_regex_list: "ok,([unclosed",
+    parse_seconds: "0s",
+    parse_tag: "{{if .Name}}x{{end}}",
     parse_url: "not a url",
     parse_fields: "no-equals-sign",
 }
@@ -98,7 +104,7 @@ FREE_TEXT: dict[str, str] = {
     "labels": "a comma list of label names; a name that no label has selects nothing",
     "env": "a comma list of variable names; a name that no variable has selects nothing",
     "tags": "free-form tags added to documents",
-    "tag": "Docker's tag template, passed through by dockerd; the plugin does not use it",
+    "json.message_key": "the name of a key of the decoded JSON object: any text",
     "name": "agent.name of the documents: any text",
 }
 FREE_PARSERS = (parse_text, parse_list)

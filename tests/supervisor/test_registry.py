@@ -50,8 +50,23 @@ def test_a_truncated_record_is_rebuilt_from_what_is_left(tmp_path: Path, caplog:
     with caplog.at_level(logging.ERROR, "elp.supervisor"):
         (record,) = reg.load()
     assert record.fifo_path == str(tmp_path / "fifos" / FIFO)
-    assert record.info == {"ContainerID": CID, "Config": {"mode": "blocking", "max-size": "1m"}}
+    assert record.info == {"ContainerID": CID, "Config": {"mode": "blocking", "max-size": "1m"},
+                           "ContainerLabels": {"a": "b"}}
     assert len(caplog.records) == 1 and "re-attaching" in caplog.records[0].getMessage()
+
+
+def test_a_record_cut_in_its_labels_keeps_the_log_opts(tmp_path: Path) -> None:
+    # The labels come right after the log-opts: co.elastic.logs/enabled=false must survive a record cut after them
+    # (re-attached without it, a container meant to log locally only would start shipping).
+    reg = registry(tmp_path)
+    data = info({"hosts": "es:9200"}) | {"ContainerLabels": {"co.elastic.logs/enabled": "false", "z": "y"}}
+    reg.save(LoggerRecord(str(tmp_path / "fifos" / FIFO), data))
+    path = reg.folder / f"{FIFO}.json"
+    text = path.read_bytes()
+    path.write_bytes(text[: text.index(b'"ContainerName"')])
+    assert reg.load()[0].info["ContainerLabels"] == {"co.elastic.logs/enabled": "false", "z": "y"}
+    path.write_bytes(text[: text.index(b'"z"')])  # cut inside the labels: the log-opts are still known
+    assert reg.load()[0].info == {"ContainerID": CID, "Config": {"hosts": "es:9200"}}
 
 
 @pytest.mark.parametrize("content", [b"", b"\0" * 300, b'{"File": 3, "Info": []}', b"[]"])

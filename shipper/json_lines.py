@@ -35,11 +35,12 @@ import orjson
 # index.mapping.depth.limit (20 by default) refuses a document long before; that refusal goes to dead letters.
 MAX_DEPTH = 100
 # 19 digits in a row: maybe an integer beyond 64 bits, which orjson silently turns into a float. Such lines (also
-# long digit runs inside strings) take the exact stdlib decoder; this stdlib regex is ours, not a user's.
+# long digit runs inside strings) take the exact stdlib decoder; this stdlib regex is ours, not a user's (RE2 is
+# for those).
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 _ISO8601 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})(Z|[+-]\d{4})")  # Go "...05.000Z0700"
-log = logging.getLogger(__name__)
+log = logging.getLogger("elp.shipper")
 _JSON_OPTIONS = ("keys_under_root", "overwrite_keys", "add_error_key", "expand_keys", "ignore_decoding_error")
 
 
@@ -112,6 +113,8 @@ def _loads(line: bytes) -> tuple[dict[str, Any] | None, str]:
             value, error = orjson.loads(text), ""
         except orjson.JSONDecodeError as exc:
             value, error = None, str(exc)
+            if "surrogate" in error:  # a lone "\ud800" escape: Go's decoder makes it U+FFFD, orjson refuses it
+                value, error = _loads_exact(text)
     if error:
         return None, error
     if not isinstance(value, dict):

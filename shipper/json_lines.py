@@ -35,9 +35,10 @@ import orjson
 # index.mapping.depth.limit (20 by default) refuses a document long before; that refusal goes to dead letters.
 MAX_DEPTH = 100
 # 19 digits in a row: maybe an integer beyond 64 bits, which orjson silently turns into a float. Such lines (also
-# long digit runs inside strings) take the exact stdlib decoder; this stdlib regex is ours, not a user's (RE2 is
-# for those).
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# long digit runs inside strings) take the exact stdlib decoder. Found by mapping digits to "0" and the rest to
+# ".": 1.7 us for a 300-byte line, where re's \d{19} took 11.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x2E for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 _ISO8601 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})(Z|[+-]\d{4})")  # Go "...05.000Z0700"
 log = logging.getLogger("elp.shipper")
@@ -106,7 +107,7 @@ def decode_line(line: bytes, config: JsonConfig) -> DecodedLine:
 def _loads(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """The line's object, or None and why not. Invalid UTF-8 is replaced by U+FFFD first, as for plain lines."""
     text = line.decode("utf-8", "replace")
-    if _LONG_DIGITS.search(line):
+    if _LONG_DIGITS in line.translate(_DIGITS_AS_ZEROS):
         value, error = _loads_exact(text)
     else:
         try:
@@ -120,7 +121,7 @@ def _loads(line: bytes) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(value, dict):
         # Filebeat decodes into a map: a scalar or an array is a decoding error, null too.
         return None, f"not a JSON object but {_json_kind(value)}"
-    if line.count(b"{") + line.count(b"[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+    if len(line) > 2 * MAX_DEPTH and line.count(b"{") + line.count(b"[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         return None, f"nested deeper than {MAX_DEPTH} levels"
     return value, ""
 
@@ -191,6 +192,9 @@ def apply_json(document: dict[str, Any], text: str | None, decoded_fields: dict[
                error: str | None, config: JsonConfig, problems: list[str] | None = None) -> dict[str, Any]:
     """Write an event's decoded JSON into ``document`` (the plugin's own fields, without ``message``) and return it.
 
+    Only ``document`` itself changes: an object in it that JSON keys merge into is copied first, so its nested
+    objects may be shared (e.g. a builder's constant fields, given as ``{**constant, ...}``: no deep copy per line).
+
     ``text``: the event's text (the raw line, or the message key's value joined by multiline); ``decoded_fields``:
     the event's object (None: not JSON, ``text`` ships as a plain ``message``), consumed; ``error``: the
     :class:`DecodedLine`'s. ``problems`` gets a short name for each thing that did not apply (an expansion
@@ -200,7 +204,7 @@ def apply_json(document: dict[str, Any], text: str | None, decoded_fields: dict[
     if decoded_fields is None:
         document["message"] = text or ""
         return _with_error(document, errors, config)
-    fields = dict(decoded_fields)
+    fields = decoded_fields
     if config.message_key and text is not None and error is None:
         # The joined text replaces the first line's (MergeJSONFields). Not when the key was missing or not a
         # string (``error`` says so): Filebeat would then write "" there, over the JSON's own value.
@@ -212,7 +216,8 @@ def apply_json(document: dict[str, Any], text: str | None, decoded_fields: dict[
         except _ExpandConflict as exc:
             _note(problems, "expand_keys conflict")
             errors.append(str(exc))
-            # The object stays readable as text rather than lost (Filebeat writes none of its keys).
+            # The object stays readable as text rather than lost (Filebeat writes none of its keys). _expanded
+            # left ``fields`` as it was.
             document["message"] = dumps(fields).decode()
             return _with_error(document, errors, config)
     if config.keys_under_root:
@@ -226,10 +231,8 @@ def _with_error(document: dict[str, Any], errors: list[str], config: JsonConfig)
     if errors and config.add_error_key:
         # Ours replaces an "error" the JSON had only when add_error_key asks for it and something went wrong.
         error = document.get("error")
-        if not isinstance(error, dict):
-            error = document["error"] = {}
-        error["message"] = "; ".join(errors)
-        error["type"] = "json"
+        document["error"] = {**(error if isinstance(error, dict) else {}), "message": "; ".join(errors),
+                             "type": "json"}
     return document
 
 
@@ -242,8 +245,9 @@ def _write_keys(document: dict[str, Any], fields: dict[str, Any], overwrite: boo
                 problems: list[str] | None) -> None:
     """libbeat's WriteJSONKeys: without overwrite the plugin's fields win (a deep merge that keeps what is there);
     with it the JSON's keys replace them, ``@timestamp`` only by an RFC 3339 / ISO 8601 string."""
-    metadata_free = {key: value for key, value in fields.items() if key != "@metadata"}  # Filebeat's event meta:
-    if not overwrite:                                                                   # never indexed
+    metadata_free = fields
+    metadata_free.pop("@metadata", None)  # Filebeat's event metadata: never indexed
+    if not overwrite:
         metadata_free.pop("@timestamp", None)
         _deep_update(document, metadata_free, overwrite=False)
         return
@@ -269,14 +273,15 @@ def _write_keys(document: dict[str, Any], fields: dict[str, Any], overwrite: boo
 
 def _deep_update(target: dict[str, Any], source: dict[str, Any], overwrite: bool) -> None:
     """mapstr's DeepUpdate / DeepUpdateNoOverwrite: objects merge key by key; any other clash keeps the target's
-    value, or takes the source's with ``overwrite``."""
+    value, or takes the source's with ``overwrite``. The target's objects merged into are copied, not changed."""
     for key, value in source.items():
         if key not in target:
             target[key] = value
             continue
         old = target[key]
         if isinstance(old, dict) and isinstance(value, dict):
-            _deep_update(old, value, overwrite)
+            target[key] = merged = dict(old)
+            _deep_update(merged, value, overwrite)
         elif overwrite:
             target[key] = value
 
@@ -289,6 +294,12 @@ def _parse_timestamp(value: str) -> str | None:
         return None
     year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
     fraction, zone = match.group(7) or "", match.group(8)
+    if zone == "Z":  # the usual case, without time zone arithmetic (a third of the cost)
+        try:
+            dt.datetime(year, month, day, hour, minute, second)
+        except ValueError:
+            return None
+        return f"{value[:19]}.{fraction.ljust(9, '0')}Z"
     offset = dt.timedelta(0)
     if zone != "Z":
         hours, minutes = int(zone[1:3]), int(zone[-2:])
@@ -317,7 +328,10 @@ def _expanded(obj: dict[str, Any]) -> dict[str, Any]:
                 value = _expanded(value)
             except _ExpandConflict as exc:
                 raise _ExpandConflict(f"error expanding {_go_quote(key)}: {exc}") from None
-        _put(out, key, value)
+        if "." in key or key in out:
+            _put(out, key, value)
+        else:
+            out[key] = value
     return out
 
 
@@ -338,6 +352,7 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
         raise _ExpandConflict(f"cannot expand {_go_quote(key)}: found existing ({_json_kind(old)}) value")
     if not isinstance(old, dict):
         raise _ExpandConflict(f"cannot expand {_go_quote(key)}: found conflicting key")
+    value = dict(value)  # it may be the caller's, shown whole if the expansion fails
     _merge(value, old, key)
     node[last] = value
 

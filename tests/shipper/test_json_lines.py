@@ -224,13 +224,17 @@ def test_deep_nesting_within_the_limit_decodes() -> None:
     assert "json" in doc
 
 
-@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1100, 100_000])
-def test_deeper_nesting_ships_as_text(depth: int) -> None:
+@pytest.mark.parametrize(("depth", "exact"), [(MAX_DEPTH + 1, False), (1100, False), (100_000, False),
+                                              (MAX_DEPTH + 1, True), (100_000, True)])
+def test_deeper_nesting_ships_as_text(depth: int, exact: bool) -> None:
     line = nested(depth)
+    if exact:  # a long digit run sends the line to the stdlib decoder (its own recursion limit)
+        line = b'{"n": 12345678901234567890123, "x": ' + line + b"}"
     decoded = decode_line(line, config())
     assert decoded.fields is None and decoded.error is not None
     doc = ship(line, config(add_error_key=True))
     assert doc["message"] == line.decode() and doc["error"]["type"] == "json"
+    assert doc["error"]["message"].startswith("Error decoding JSON: ")
 
 
 def test_many_brackets_in_strings_are_not_nesting() -> None:
@@ -366,3 +370,23 @@ def test_ignore_decoding_error_silences_the_log_not_the_count(caplog: pytest.Log
     problems.note_line(decode_line(b"plain", cfg))
     assert problems.decoding_errors == 1
     assert not [r for r in caplog.records if r.name == "elp.shipper"]
+
+
+# ---------------------------------------------------------------------------- sharing
+
+
+@pytest.mark.parametrize("cfg", [
+    config(keys_under_root=True), config(keys_under_root=True, overwrite_keys=True, add_error_key=True),
+    config(keys_under_root=False, add_error_key=True)])
+def test_apply_json_never_changes_the_nested_objects_it_is_given(cfg: JsonConfig) -> None:
+    constant = plugin_doc()
+    constant["json"] = {"from": "a custom field"}
+    constant["error"] = {"code": "custom"}
+    before = json.dumps(constant)
+    line = b'{"container": {"pod": "p"}, "log": {"level": "x"}, "json": {"k": 1}, "@timestamp": 5, "error": {"a": 2}}'
+    decoded = decode_line(line, cfg)
+    doc = apply_json({**constant}, None, decoded.fields, "problem", cfg)  # a shallow copy, as a builder would pass
+    assert json.dumps(constant) == before  # the shared constant part is untouched
+    assert doc["container"]["id"] == CID
+    assert doc["error"]["code"] == "custom"
+    assert doc["error"].get("type") == ("json" if cfg.add_error_key else None)

@@ -61,12 +61,22 @@ ACCEPTED_NO_EFFECT: dict[str, tuple[frozenset[str] | None, str]] = {
     _ES + "escape_html": (frozenset({"false"}), "documents never escape HTML (libbeat's default, false)"),
 }
 
-# libbeat options Elastic documented that this plugin refuses, with the reason given in the error.
+# libbeat and Beats options Elastic's plugin took (7.x passed every log-opt to libbeat) that this plugin refuses,
+# with the reason given in the error.
 NOT_SUPPORTED: dict[str, str] = {
-    _ES + "headers": "custom HTTP headers are not supported",
-    _ES + "parameters": "custom query parameters are not supported",
-    _ES + "indices": "conditional indices are not supported; use one index with %{[field]} references",
-    _ES + "pipelines": "conditional pipelines are not supported; use one pipeline with %{[field]} references",
+    _ES + "headers": "no custom HTTP headers are sent",
+    _ES + "parameters": "no custom query parameters are sent",
+    _ES + "indices": "no conditional indices; use one index with %{[field]} references",
+    _ES + "pipelines": "no conditional pipelines; use one pipeline with %{[field]} references",
+    # Beats 7.x's ILM names, gone in Beats 8 (data streams replaced the rollover alias).
+    "setup.ilm.rollover_alias": "Beats 8 replaced the rollover alias by a data stream: give setup.ilm.enabled=true "
+                                "and the index becomes a data stream that the policy rolls over",
+    "setup.ilm.pattern": "Beats 8 replaced the rollover alias by a data stream: give setup.ilm.enabled=true",
+    "setup.ilm.policy_file": "a policy file is not supported (the plugin has no files of yours); put your policy "
+                             "in Elasticsearch under setup.ilm.policy_name: an existing policy is never replaced",
+    "setup.ilm.overwrite": "existing policies are never replaced; delete it in Elasticsearch to have it put again",
+    "setup.template.overwrite": "existing templates are never replaced; delete it in Elasticsearch to have it put "
+                                "again",
 }
 
 # Our options that are the same option as one of ours under another name (the option parser copies it).
@@ -115,7 +125,7 @@ def respelled(exc: LogOptionError, spelled: Mapping[str, str]) -> LogOptionError
 def _check_not_supported(raw: dict[str, Any]) -> None:
     for name in sorted(raw):
         if name in NOT_SUPPORTED:
-            raise LogOptionError(f"log-opt {name!r} (Elastic's plugin): {NOT_SUPPORTED[name]}")
+            raise LogOptionError(f"log-opt {name!r} is not supported here: {NOT_SUPPORTED[name]}")
         if name in ACCEPTED_NO_EFFECT:
             accepted, _ = ACCEPTED_NO_EFFECT[name]
             value = raw.pop(name)

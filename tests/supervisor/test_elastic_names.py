@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,14 @@ def test_options_with_nothing_to_tune_are_checked_then_dropped(name: str, good: 
     assert parse_log_options({"hosts": "es:9200", name: good}) == parse_log_options({"hosts": "es:9200"})
     with pytest.raises(LogOptionError, match=f"'{name}'"):
         parse_log_options({"hosts": "es:9200", name: bad})
+
+
+def test_the_migration_doc_names_every_elastic_option() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "migrating-from-elastic.md").read_text()
+    names = [*ALIASES, *ACCEPTED_NO_EFFECT, *NOT_SUPPORTED, "output.elasticsearch.protocol",
+             "output.elasticsearch.path", "LOG_DRIVER_LEVEL"]
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert not missing, f"docs/migrating-from-elastic.md does not name {missing}"
 
 
 # ---------------------------------------------------------------------------------------------------- settings

@@ -59,6 +59,7 @@ ACCEPTED_NO_EFFECT: dict[str, tuple[frozenset[str] | None, str]] = {
     _ES + "loadbalance": (frozenset({"true", "false"}), "requests are always spread over every host, and a host "
                                                         "that fails is skipped until it answers again"),
     _ES + "escape_html": (frozenset({"false"}), "documents never escape HTML (libbeat's default, false)"),
+    _ES + "ssl.enabled": (frozenset({"true"}), "TLS is used for every https:// host, verified by default"),
 }
 
 # libbeat and Beats options Elastic's plugin took (7.x passed every log-opt to libbeat) that this plugin refuses,
@@ -68,6 +69,10 @@ NOT_SUPPORTED: dict[str, str] = {
     _ES + "parameters": "no custom query parameters are sent",
     _ES + "indices": "no conditional indices; use one index with %{[field]} references",
     _ES + "pipelines": "no conditional pipelines; use one pipeline with %{[field]} references",
+    _ES + "ssl.key_passphrase": "an encrypted client key is not supported; give the key unencrypted (ssl.key, a "
+                                "file only root can read)",
+    _ES + "ssl.supported_protocols": "TLS versions are Python's defaults (TLS 1.2 and 1.3)",
+    _ES + "ssl.cipher_suites": "cipher suites are OpenSSL's defaults",
     # Beats 7.x's ILM names, gone in Beats 8 (data streams replaced the rollover alias).
     "setup.ilm.rollover_alias": "Beats 8 replaced the rollover alias by a data stream: give setup.ilm.enabled=true "
                                 "and the index becomes a data stream that the policy rolls over",

@@ -121,7 +121,8 @@ def test_unsupported_elastic_options_are_refused_saying_why(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "good", "bad"), [("output.elasticsearch.worker", "4", "many"),
                                                    ("output.elasticsearch.loadbalance", "false", "perhaps"),
-                                                   ("output.elasticsearch.escape_html", "false", "true")])
+                                                   ("output.elasticsearch.escape_html", "false", "true"),
+                                                   ("output.elasticsearch.ssl.enabled", "true", "false")])
 def test_options_with_nothing_to_tune_are_checked_then_dropped(name: str, good: str, bad: str) -> None:
     assert name in ACCEPTED_NO_EFFECT
     assert parse_log_options({"hosts": "es:9200", name: good}) == parse_log_options({"hosts": "es:9200"})

@@ -116,6 +116,9 @@ def to_our_names(config: Any) -> tuple[Any, dict[str, str]]:
         out[ours] = value
         spelled[ours] = name
     _fold_protocol_and_path(out, spelled)
+    proxy = out.get("proxy_url")
+    if isinstance(proxy, str) and proxy.strip() and "://" not in proxy:
+        out["proxy_url"] = "http://" + proxy.strip()  # libbeat: "a host[:port], in which case http is assumed"
     return out, spelled
 
 

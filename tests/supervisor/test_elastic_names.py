@@ -93,6 +93,12 @@ def test_protocol_and_path_apply_to_hosts_without_them() -> None:
     assert opts["hosts"] == ("https://a:9200/proxy", "http://b:9200/proxy", "https://c:9200/es")
 
 
+@pytest.mark.parametrize("name", ["proxy_url", "output.elasticsearch.proxy_url"])
+def test_a_proxy_given_as_host_port_is_http_as_in_libbeat(name: str) -> None:
+    assert parse_log_options({"hosts": "es:9200", name: "proxy:3128"})["proxy_url"] == "http://proxy:3128"
+    assert parse_log_options({"hosts": "es:9200", name: "socks5://p:1080"})["proxy_url"] == "socks5://p:1080"
+
+
 def test_a_bad_protocol_is_refused_by_name() -> None:
     with pytest.raises(LogOptionError, match=re.escape("'output.elasticsearch.protocol'")):
         parse_log_options({"hosts": "a:9200", "output.elasticsearch.protocol": "ftp"})

@@ -132,6 +132,8 @@ def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_nam
     Raises ``LogOptionError`` for a custom field that collides with the plugin's fields or with another one.
     """
     all_labels = info.get("ContainerLabels") or {}
+    if not isinstance(all_labels, Mapping):  # dockerd sends an object or null; anything else holds no labels
+        all_labels = {}
     label_keys, label_regex = options.get("labels") or (), options.get("labels-regex")
     if label_keys or label_regex:
         labels = _select(all_labels, label_keys, label_regex)

@@ -109,3 +109,9 @@ def test_labels_given_select_as_docker_does() -> None:
     options = dict(parse_log_options({**INFO["Config"], "labels": "tier"}).values)
     meta = container_meta(INFO, options, HOST, AGENT_ID, VERSION, EPHEMERAL_ID)
     assert meta.static_fields()["container"]["labels"] == {"tier": "front"}
+
+
+def test_labels_that_are_not_an_object_give_none() -> None:
+    options = dict(parse_log_options(INFO["Config"]).values)
+    meta = container_meta({**INFO, "ContainerLabels": ["a=b"]}, options, HOST, AGENT_ID, VERSION, EPHEMERAL_ID)
+    assert "labels" not in meta.static_fields()["container"]

@@ -7,7 +7,8 @@ mappings (``message`` as text plus a keyword, ``@timestamp`` at millisecond prec
 
 * ``setup.template.enabled`` (default true): a composable template (``PUT _index_template/<name>?create=true``, so
   one an admin put or changed is never replaced) with ECS mappings for every field the plugin writes, for
-  ``setup.template.pattern``;
+  ``setup.template.pattern``; when another template of the same priority covers those indices, Elasticsearch
+  refuses ours and that template is left to govern them;
 * ``setup.ilm.enabled`` (default false): an ILM policy ``setup.ilm.policy_name`` with Beats' default rollover
   (50 GB primary shard or 30 days), put only if absent; the template then declares a data stream, which ILM rolls
   over (as Beats 8 does: ``setup.ilm.rollover_alias`` and ``pattern`` are gone with 8.0), and the index must not
@@ -30,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from proto.options import LogOptionError
 from shipper.index_names import IndexTemplate
@@ -41,6 +42,8 @@ SETUP_WAIT = 30.0  # seconds a container's lines wait for its index setup before
 TEMPLATE_PRIORITY = 150  # above the built-in logs-*-* (100), as Beats' templates
 ROLLOVER = {"max_primary_shard_size": "50gb", "max_age": "30d"}  # Beats' default policy
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
+# Elasticsearch's refusal of a template whose patterns overlap another's of the same priority.
+_SAME_PRIORITY = "multiple index templates may not match during index creation"
 
 # ECS types of every field shipper/documents.py writes (ECS 8: message is match_only_text, container.labels an
 # object of keywords). @timestamp is date_nanos: the documents carry nanoseconds and the order of lines in one
@@ -224,11 +227,20 @@ class IndexSetups:
                 await client.ilm.put_lifecycle(name=setup.policy_name, policy=setup.policy_body())
                 self.installed_total += 1
                 log.info("ILM policy %r installed", setup.policy_name)
-        if not (await client.indices.exists_index_template(name=setup.template_name)).body:
-            body = setup.template_body(self.version)
+        if (await client.indices.exists_index_template(name=setup.template_name)).body:
+            return
+        body = setup.template_body(self.version)
+        try:
             await client.indices.put_index_template(
                 name=setup.template_name, create=True, index_patterns=body["index_patterns"],
                 priority=body["priority"], template=body["template"], data_stream=body.get("data_stream"),
                 meta=body["_meta"])
-            self.installed_total += 1
-            log.info("index template %r installed for %r", setup.template_name, setup.pattern)
+        except BadRequestError as exc:
+            if _SAME_PRIORITY not in str(exc):
+                raise
+            # Another template of our priority covers these indices (an admin's): it governs them, left as it is.
+            log.warning("index template %r not installed: %s; the indices keep that template",
+                        setup.template_name, str(exc)[:300])
+            return
+        self.installed_total += 1
+        log.info("index template %r installed for %r", setup.template_name, setup.pattern)

@@ -5,8 +5,11 @@ Shapes as in Elasticsearch 8.x:
 * ``PUT _index_template/<name>`` (reference/current/indices-put-template.html): body with ``index_patterns``
   (required), ``template.{settings, mappings, aliases}``, ``priority``, ``data_stream``, ``composed_of``,
   ``version``, ``_meta``; answers ``{"acknowledged": true}``. ``?create=true`` and the name taken: 400
-  ``illegal_argument_exception`` "index template [<name>] already exists". Not modelled: the check that two
-  templates of one priority have no overlapping patterns, component templates (``composed_of`` is kept, unused).
+  ``illegal_argument_exception`` "index template [<name>] already exists". Two templates of one priority whose
+  patterns can match one name: 400 ``illegal_argument_exception`` (MetadataIndexTemplateService's text, "index
+  template [a] has index patterns [...] matching patterns from existing templates [b] with patterns (b => [...])
+  that have the same priority [N], multiple index templates may not match during index creation, please use a
+  different priority"). Not modelled: component templates (``composed_of`` is kept, unused).
 * ``GET|HEAD _index_template/<name>`` (reference/current/indices-get-template.html): ``{"index_templates":
   [{"name", "index_template": {index_patterns, template, composed_of, priority?, data_stream?, version?,
   _meta?}}]}``; an unknown name: 404 ``resource_not_found_exception`` "index template matching [<name>] not
@@ -64,11 +67,27 @@ class Templates:
         stored = copy.deepcopy(body)
         if isinstance(stored["index_patterns"], str):
             stored["index_patterns"] = [stored["index_patterns"]]
+        self._check_overlap(name, stored)
         stored.setdefault("composed_of", [])
         if "data_stream" in stored:
             stored["data_stream"] = {"hidden": False, "allow_custom_routing": False, **(stored["data_stream"] or {})}
         self.index_templates[name] = stored
         return {"acknowledged": True}
+
+    def _check_overlap(self, name: str, body: JsonObj) -> None:
+        priority = int(body.get("priority") or 0)
+        clashes = {other: theirs["index_patterns"] for other, theirs in sorted(self.index_templates.items())
+                   if other != name and int(theirs.get("priority") or 0) == priority
+                   and any(globs_meet(p, q) for p in body["index_patterns"] for q in theirs["index_patterns"])}
+        if clashes:
+            mine = ", ".join(body["index_patterns"])
+            theirs = ", ".join(f"{other} => [{', '.join(patterns)}]" for other, patterns in clashes.items())
+            names = ", ".join(clashes)
+            raise TemplateError(400, "illegal_argument_exception",
+                                f"index template [{name}] has index patterns [{mine}] matching patterns from existing "
+                                f"templates [{names}] with patterns ({theirs}) that have the same priority "
+                                f"[{priority}], multiple index templates may not match during index creation, please "
+                                "use a different priority")
 
     def get_template(self, name: str) -> JsonObj:
         matched = sorted(n for n in self.index_templates if fnmatch.fnmatchcase(n, name))
@@ -137,3 +156,27 @@ def setting(settings: JsonObj, dotted: str) -> Any:
             return node[rest]
         node = node.get(part)
     return node
+
+
+def globs_meet(p: str, q: str) -> bool:
+    """Whether some name matches both patterns (``*`` the only wildcard, as in index patterns)."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(p) and j == len(q):
+            return True
+        if i < len(p) and p[i] == "*":
+            todo.append((i + 1, j))  # p's star matches nothing more
+            if j < len(q):
+                todo.append((i, j + 1))  # it takes q's next character (or q's star takes nothing)
+        elif j < len(q) and q[j] == "*":
+            todo.append((i, j + 1))
+            if i < len(p):
+                todo.append((i + 1, j))
+        elif i < len(p) and j < len(q) and p[i] == q[j]:
+            todo.append((i + 1, j + 1))
+    return False

@@ -114,3 +114,17 @@ def test_a_user_template_above_the_builtin_priority_takes_logs_streams(client: E
                                       template={"settings": {"index.number_of_shards": 2}})
     client.bulk(operations=[{"create": {"_index": "logs-mine-b"}}, {"@timestamp": "2024-05-01T00:00:00Z"}])
     assert es.created_with("logs-mine-b") == ({"index.number_of_shards": 2}, {})
+
+
+def test_templates_of_one_priority_may_not_overlap(client: Elasticsearch) -> None:
+    client.indices.put_index_template(name="docker", index_patterns=["docker-*"], priority=150)
+    with pytest.raises(BadRequestError) as clash:
+        client.indices.put_index_template(name="docker-web", index_patterns=["docker-web-*"], priority=150)
+    assert clash.value.body["error"]["reason"] == (
+        "index template [docker-web] has index patterns [docker-web-*] matching patterns from existing templates "
+        "[docker] with patterns (docker => [docker-*]) that have the same priority [150], multiple index templates "
+        "may not match during index creation, please use a different priority")
+    client.indices.put_index_template(name="docker-web", index_patterns=["docker-web-*"], priority=151)
+    client.indices.put_index_template(name="other", index_patterns=["a*b"], priority=150)
+    client.indices.put_index_template(name="disjoint", index_patterns=["a*c"], priority=150)  # no name matches both
+    client.indices.put_index_template(name="docker", index_patterns=["docker-*"], priority=150)  # itself: replaced

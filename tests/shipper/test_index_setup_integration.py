@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import orjson
+import pytest
 
 from testkit.dockerd_driver import entry
 from testkit.plugin import RunningPlugin, wait_until
@@ -40,17 +41,25 @@ def test_a_custom_index_gets_its_template_once_per_output(plugin: RunningPlugin,
         lg.stop()
 
 
-def test_a_template_already_there_is_left_as_it_is(plugin: RunningPlugin, es: EsStandin) -> None:
-    body = orjson.dumps({"index_patterns": ["mine-*"], "priority": 150, "_meta": {"by": "admin"}})
-    urllib.request.urlopen(urllib.request.Request(f"{es.url}/_index_template/mine", body, method="PUT",
-                                                  headers={"Content-Type": "application/json"}))
-    lg = plugin.logger(config={"hosts": es.url, "index": "mine-logs", "flush_interval": "50ms"})
+@pytest.mark.parametrize(("name", "pattern", "index"), [
+    ("mine", "mine-*", "mine-logs"),  # the same name as ours would be: found, not replaced
+    ("admin", "app-*", "app-logs"),  # another name covering the index at our priority: ES refuses ours
+])
+def test_a_template_already_governing_the_index_is_left_as_it_is(plugin: RunningPlugin, es: EsStandin, name: str,
+                                                                  pattern: str, index: str) -> None:
+    admin = {"index_patterns": [pattern], "priority": 150, "_meta": {"by": "admin"}}
+    urllib.request.urlopen(urllib.request.Request(f"{es.url}/_index_template/{name}", orjson.dumps(admin),
+                                                  method="PUT", headers={"Content-Type": "application/json"}))
+    lg = plugin.logger(config={"hosts": es.url, "index": index, "setup.template.name": "mine",
+                               "flush_interval": "50ms"})
     assert lg.start() == {"_status": 200}
+    started = time.monotonic()
     lg.write(entry(b"x", time_nano=TS))
-    wait_until(lambda: es.count("mine-logs") == 1, 20, message="the document")
-    assert es.index_template("mine") == {"index_patterns": ["mine-*"], "priority": 150, "_meta": {"by": "admin"},
-                                         "composed_of": []}
-    assert ("PUT", "/_index_template/mine") not in setup_requests(es)[1:]
+    wait_until(lambda: es.count(index) == 1, 20, message="the document")
+    assert time.monotonic() - started < 10  # not held for the whole wait
+    assert es.index_template(name) == {**admin, "composed_of": []}
+    wait_until(lambda: plugin.stats()["shipper"]["index_setups_pending"] == 0, 5, message="the setup over")
+    assert plugin.stats()["shipper"]["index_setup_failures_total"] == 0
     lg.stop()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from supervisor.elastic_names import ACCEPTED_NO_EFFECT, ALIASES, NOT_SUPPORTED  # noqa: E402
 from supervisor.logopts import OPTIONS  # noqa: E402
 from supervisor.settings import SETTINGS  # noqa: E402
 
@@ -32,6 +33,12 @@ def tables() -> str:
              for o in OPTIONS]
     rows += ["", "| plugin setting (`docker plugin set`) | default | meaning |", "|---|---|---|"]
     rows += [f"| `{s.name}` | `{s.default}` | {s.doc} |" for s in SETTINGS]
+    rows += ["", "| Elastic's log-opt | here | (docs/migrating-from-elastic.md) |", "|---|---|---|"]
+    rows += [f"| `{alias}` | `{ours}` | the same option |" for alias, ours in ALIASES.items()]
+    rows += ["| `output.elasticsearch.protocol`, `output.elasticsearch.path` | `hosts` | "
+             "applied to each host given without a scheme / a path |"]
+    rows += [f"| `{name}` | (none) | accepted, no effect: {why} |" for name, (_, why) in ACCEPTED_NO_EFFECT.items()]
+    rows += [f"| `{name}` | (none) | refused: {why} |" for name, why in NOT_SUPPORTED.items()]
     return "\n".join([BEGIN, *rows, END])
 
 

@@ -8,7 +8,8 @@ Document layout (``container.*``, ``host.name``, ``agent.*``, ``ecs.version`` as
 
     @timestamp, message, stream, log.flags (["truncated"] only for cut lines),
     container.{id, name, image.{name, tag, hash.all}, labels, env}, host.name,
-    agent.{type, name, version, id}, ecs.version, data_stream.{type, dataset, namespace} (data streams only),
+    agent.{type, name, version, id, ephemeral_id}, ecs.version, data_stream.{type, dataset, namespace} (data
+    streams only),
     tags, <custom fields>
 
 Index and pipeline names (``IndexTemplate``) are in ``shipper/index_names.py``.
@@ -27,7 +28,9 @@ import orjson
 from proto.options import LogOptionError, user_regex
 from shipper.index_names import IndexTemplate
 
-AGENT_TYPE = "elastic-logging-plugin"
+# Elastic's plugin names itself so (x-pack/dockerlogbeat/pipelinemanager/libbeattools.go: getBeatInfo, beatName),
+# and libbeat's WithAgentMeta writes it as agent.type: dashboards and saved searches filter on it.
+AGENT_TYPE = "elastic-log-driver"
 # What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.
 ECS_VERSION = "8.0.0"
 TRUNCATED_FLAG = "truncated"
@@ -79,7 +82,7 @@ class ContainerMeta:
     container_id: str
     container_name: str
     image: ImageRef
-    labels: tuple[tuple[str, str], ...]  # selected labels, keys de-dotted
+    labels: tuple[tuple[str, str], ...]  # every label, or those selected by labels/labels-regex; keys de-dotted
     env: tuple[tuple[str, str], ...] = field(repr=False)  # selected environment variables: may hold secrets
     host_name: str
     agent_name: str
@@ -87,6 +90,7 @@ class ContainerMeta:
     agent_version: str
     tags: tuple[str, ...]
     custom: tuple[tuple[str, str], ...]  # the ``fields`` option, keys as given (dotted = nested)
+    agent_ephemeral_id: str = ""  # new at each start of the shipper (libbeat: at each start of a pipeline)
 
     def static_fields(self) -> dict[str, Any]:
         """The constant part of each document, as a fresh nested dict (never shared: callers may change it)."""
@@ -107,6 +111,8 @@ class ContainerMeta:
                       "id": self.agent_id},
             "ecs": {"version": ECS_VERSION},
         }
+        if self.agent_ephemeral_id:
+            fields["agent"]["ephemeral_id"] = self.agent_ephemeral_id
         if self.tags:
             fields["tags"] = list(self.tags)
         for key, value in self.custom:
@@ -115,15 +121,24 @@ class ContainerMeta:
 
 
 def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,
-                   agent_version: str) -> ContainerMeta:
+                   agent_version: str, agent_ephemeral_id: str = "") -> ContainerMeta:
     """Build a container's :class:`ContainerMeta` from dockerd's ``Info`` and ``LogOptions.values``.
 
-    Labels and environment variables are selected like Docker's own drivers do (``Info.ExtraAttributes``):
-    the keys listed in ``labels``/``env`` plus those matching ``labels-regex``/``env-regex`` (unanchored).
-    Nothing is taken unless asked for: the environment often holds secrets.
+    Labels: every one, as Elastic's plugin writes them (``clientLogReader.go: publishLoop``,
+    ``DeDotLabels(ContainerLabels, true)``), unless ``labels``/``labels-regex`` are given: then only those, as
+    Docker's own drivers select them (``Info.ExtraAttributes``). Environment variables only when asked for
+    (``env``/``env-regex``): the environment often holds secrets. Keys listed plus keys matching the regex
+    (unanchored).
     Raises ``LogOptionError`` for a custom field that collides with the plugin's fields or with another one.
     """
-    labels = _select(info.get("ContainerLabels") or {}, options.get("labels") or (), options.get("labels-regex"))
+    all_labels = info.get("ContainerLabels") or {}
+    if not isinstance(all_labels, Mapping):  # dockerd sends an object or null; anything else holds no labels
+        all_labels = {}
+    label_keys, label_regex = options.get("labels") or (), options.get("labels-regex")
+    if label_keys or label_regex:
+        labels = _select(all_labels, label_keys, label_regex)
+    else:
+        labels = _select(all_labels, tuple(all_labels), None)
     env_map = _env_map(info.get("ContainerEnv"))
     env = _select(env_map, options.get("env") or (), options.get("env-regex"))
     custom = tuple(options.get("fields") or ())
@@ -141,6 +156,7 @@ def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_nam
         # The rendered `tag` log-opt (the supervisor renders Docker's template at StartLogging) after the `tags` ones.
         tags=tuple(options.get("tags") or ()) + ((options["tag"],) if options.get("tag") else ()),
         custom=custom,
+        agent_ephemeral_id=agent_ephemeral_id,
     )
 
 

@@ -11,14 +11,15 @@ from typing import Any
 
 from shipper.documents import DocumentBuilder, container_meta
 from shipper.index_names import IndexTemplate, check_literal_index
+from shipper.index_setup import check_pattern, index_setup
 
 # (time_nano, source, message, truncated) -> (index, pipeline or None, document bytes)
 Encoder = Callable[[int, str, bytes, bool], tuple[str, str | None, bytes]]
 
 
 def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,
-                  agent_version: str) -> Encoder:
-    meta = container_meta(info, options, host_name, agent_id, agent_version)
+                  agent_version: str, agent_ephemeral_id: str = "") -> Encoder:
+    meta = container_meta(info, options, host_name, agent_id, agent_version, agent_ephemeral_id)
     builder = DocumentBuilder(meta, IndexTemplate(str(options["index"])))
     pipeline_option = options.get("pipeline")
     if not pipeline_option:
@@ -42,5 +43,8 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
 def validate_documents(info: Mapping[str, Any], options: Mapping[str, Any]) -> None:
     """Raise LogOptionError (naming the option) for anything that would stop documents from being built."""
     build_encoder(info, options, "validation", "validation", "0")
+    index = IndexTemplate(str(options["index"])).validate(container_meta(info, options, "validation", "validation",
+                                                                         "0"))
+    check_pattern(index_setup(options), index)
     if options.get("dead_letter_index") is not None:
         check_literal_index("dead_letter_index", str(options["dead_letter_index"]))

@@ -34,6 +34,7 @@ from shipper.bulk import BulkShipper
 from shipper.documents import kept_info
 from shipper.encoder import Encoder, build_encoder
 from shipper.feed import ContainerFeed, PendingDoc
+from shipper.index_setup import IndexSetups, index_setup
 from shipper.output import OutputConfig, make_client, output_config
 
 log = logging.getLogger("elp.shipper")
@@ -75,6 +76,8 @@ class ShipperProcess:
         self.bad_messages = 0
         self.dealer: zmq.Socket
         self.agent_id = self._agent_id()
+        self.ephemeral_id = str(uuid.uuid4())  # agent.ephemeral_id: new at each start, as libbeat's
+        self.setups = IndexSetups(_version(), self._refetch_stalled)  # templates/ILM of custom indices
         self.housekeeping = Periodic(log, STATS_INTERVAL)
         self.housekeeping.add("re-fetching idle containers", self._refetch_idle)
         self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
@@ -107,6 +110,7 @@ class ShipperProcess:
             if bulk.task:
                 bulk.task.cancel()
         await asyncio.gather(ticker, *(b.task for b in self.outputs.values() if b.task), return_exceptions=True)
+        await self.setups.close()
         for bulk in self.outputs.values():
             await bulk.client.close()
         self._send_stats()
@@ -121,6 +125,7 @@ class ShipperProcess:
         try:
             config = output_config(options)
             encoder = self._encoder(info, options)
+            setup = index_setup(options)
         except ValueError as exc:
             log.error("container %s: cannot ship: %s", container_id[:12], exc)
             return
@@ -138,15 +143,16 @@ class ShipperProcess:
         else:
             feed.encode = encoder
         self.feed_output[container_id] = key
+        self.setups.ensure(container_id, bulk.client, setup, (options["backoff_init"], options["backoff_max"]))
         self.idle_until.pop(container_id, None)
         self._save_config(container_id, info, options)
         self._fetch(feed)
 
     def _encoder(self, info: dict[str, Any], options: dict[str, Any]) -> Encoder:
-        return build_encoder(info, options, socket.gethostname(), self.agent_id, _version())
+        return build_encoder(info, options, socket.gethostname(), self.agent_id, _version(), self.ephemeral_id)
 
     def _fetch(self, feed: ContainerFeed) -> None:
-        if feed.fetching or feed.backlog >= MAX_BACKLOG:
+        if feed.fetching or feed.backlog >= MAX_BACKLOG or not self.setups.ready(feed.container_id):
             return
         bulk = self.outputs.get(self.feed_output.get(feed.container_id))  # type: ignore[arg-type]
         if bulk is None or bulk.full:
@@ -249,6 +255,7 @@ class ShipperProcess:
             self.feed_output.pop(feed.container_id, None)
             self.idle_until.pop(feed.container_id, None)
             self.fetch_sent.pop(feed.container_id, None)
+            self.setups.forget(feed.container_id)
             (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
             log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
 
@@ -350,6 +357,7 @@ class ShipperProcess:
             "dead_lettered_total": totals.get("dead_lettered_total", 0),
             "bad_messages_total": self.bad_messages,
             "housekeeping_errors_total": self.housekeeping.errors_total,
+            **self.setups.stats(),
         }
         per_container = {
             cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,

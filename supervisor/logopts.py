@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import re2
 
 from proto.options import SECRET_OPTIONS, LogOptionError, redacted_config, shown_value, user_regex
+from supervisor.elastic_names import respelled, to_our_names
 from supervisor.tag import parse_tag
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
@@ -242,6 +243,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("cloud_auth", parse_text, None, "Elastic Cloud user:password"),
     Option("index", parse_text, "logs-docker-default", "target index or data stream; %{+yyyy.MM.dd} and %{[field]}"),
     Option("pipeline", parse_text, None, "ingest pipeline"),
+    # Index template and lifecycle policy of a custom index (Beats' names; shipper/index_setup.py).
+    Option("setup.template.enabled", parse_bool, True, "install an index template for a custom index if absent"),
+    Option("setup.template.name", parse_text, None, "its name (default: the index up to its first %{...}, trimmed)"),
+    Option("setup.template.pattern", parse_text, None,
+           "its index pattern (default: the index up to its first %{...}, then *)"),
+    Option("setup.ilm.enabled", parse_bool, False,
+           "a custom index becomes a data stream rolled over by an ILM policy (installed if absent)"),
+    Option("setup.ilm.policy_name", parse_text, "elastic-logging-plugin", "the ILM policy's name"),
     Option("timeout", parse_duration, 90.0, "per-request timeout, response headers included (more than 0)"),
     Option("backoff_init", parse_duration, 1.0, "first retry delay"),
     Option("backoff_max", parse_duration, 60.0, "longest retry delay"),
@@ -293,7 +302,16 @@ class LogOptions:
 
 
 def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
-    """Validate Docker's ``Info.Config``; raise ``LogOptionError`` naming the first bad option."""
+    """Validate Docker's ``Info.Config``; raise ``LogOptionError`` naming the first bad option.
+    Elastic's names (``output.elasticsearch.hosts``, ``cloud.id``, ...) are ours under another name."""
+    ours, spelled = to_our_names(config)
+    try:
+        return _parse_our_names(ours)
+    except LogOptionError as exc:
+        raise respelled(exc, spelled) from None
+
+
+def _parse_our_names(config: Mapping[str, Any] | None) -> LogOptions:
     if config is not None and not isinstance(config, Mapping):
         raise LogOptionError("Info.Config (the log-opts) must be an object of strings")
     raw = dict(config or {})

@@ -17,8 +17,13 @@ class SettingsError(ValueError):
 def parse_log_level(value: str) -> int:
     level = logging.getLevelName(value.strip().upper())
     if not isinstance(level, int):
-        raise ValueError("must be one of debug, info, warning, error")
+        raise ValueError("must be one of debug, info, warning, error, critical")
     return level
+
+
+def parse_optional_log_level(value: str) -> int | None:
+    """Empty: not given (LOG_DRIVER_LEVEL's default, so LOG_LEVEL decides)."""
+    return parse_log_level(value) if value.strip() else None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ def parse_listen_address(value: str) -> tuple[str, int] | None:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", parse_log_level, "info", "the plugin's own log level: debug, info, warning, error"),
+    Setting("LOG_DRIVER_LEVEL", parse_optional_log_level, "",
+            "Elastic's name of LOG_LEVEL (debug, info, warning, error, critical); set, it wins over LOG_LEVEL's "
+            "default, and over another LOG_LEVEL it is refused"),
     Setting(
         "DESTROY_LOGS_ON_STOP",
         parse_bool,
@@ -65,6 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
 @dataclass(frozen=True)
 class PluginSettings:
     log_level: int = logging.INFO
+    log_driver_level: int | None = None  # already folded into log_level by from_env
     destroy_logs_on_stop: bool = False
     retain_stopped_for: float = 0.0
     metrics_addr: tuple[str, int] | None = None
@@ -78,4 +87,18 @@ class PluginSettings:
                 values[setting.name.lower()] = setting.parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"plugin setting {setting.name}={raw!r} {exc}") from None
+        _fold_log_driver_level(values, environ)
         return cls(**values)
+
+
+def _fold_log_driver_level(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Elastic's plugin calls LOG_LEVEL LOG_DRIVER_LEVEL (its config.json). LOG_LEVEL is always in the
+    environment (config.json's default, info), so only a LOG_LEVEL other than its default conflicts."""
+    elastic = values["log_driver_level"]
+    if elastic is None:
+        return
+    if values["log_level"] != elastic and (environ.get("LOG_LEVEL") or "").strip().lower() not in {"", "info"}:
+        raise SettingsError(f"plugin settings LOG_LEVEL={environ['LOG_LEVEL']!r} and "
+                            f"LOG_DRIVER_LEVEL={environ['LOG_DRIVER_LEVEL']!r} are the same setting with two "
+                            "values; set only one")
+    values["log_level"] = elastic

@@ -63,8 +63,11 @@ document and the accepted compatible-with versions):
   its first value; a later document that does not fit, or that passes ``total_fields_limit`` (1000) or
   ``depth_limit`` (20), fails per item with ES 8's 400 (``document_parsing_exception``; recorded answers in
   ``tests/fixtures/es8/``).
+* Index templates and ILM policies: ``PUT|GET|HEAD _index_template/<name>``, ``PUT|GET _ilm/policy/<name>``, and a
+  new index or data stream taking its template's settings and mappings (tests/es_templates.py has the shapes).
 
-Not modelled: explicit mappings and date detection (tests/es_mappings.py says what is), routing, versioning
+Not modelled: explicit mappings as type checks (a template's mappings are kept as given; tests/es_mappings.py says
+what the dynamic ones check), date detection, routing, versioning
 parameters, roles (a principal may write everywhere unless :meth:`EsStandin.deny_writes`), scoring.
 """
 
@@ -94,6 +97,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.es_mappings import DynamicMapping
+from tests.es_templates import TemplateError, Templates, setting
 from tests.tls_certs import TlsFiles
 
 JsonObj = dict[str, Any]
@@ -294,6 +298,8 @@ class _Target:
     older: list[str] = field(default_factory=list)  # backing indices rolled over, oldest first
     rolled: list[StoredDoc] = field(default_factory=list)  # their documents (seq_no keeps counting, unlike ES)
     mapping: DynamicMapping = field(default_factory=DynamicMapping)  # the write index's (tests/es_mappings.py)
+    settings: JsonObj = field(default_factory=dict)  # from the index template it was created with
+    mappings: JsonObj = field(default_factory=dict)
 
     def all_docs(self) -> list[StoredDoc]:
         return self.rolled + list(self.docs.values())
@@ -364,6 +370,7 @@ class EsStandin:
         self.port = port
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
+        self.templates = Templates()  # index templates and ILM policies (tests/es_templates.py)
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._item_rules: list[ItemErrorRule] = []
@@ -608,11 +615,30 @@ class EsStandin:
         with self._lock:
             return sorted(name for t in self._targets.values() for name in (*t.older, t.concrete))
 
+    def index_template(self, name: str) -> JsonObj | None:
+        """The body of an index template as stored (``PUT _index_template/<name>``), or None."""
+        with self._lock:
+            body = self.templates.index_templates.get(name)
+            return orjson.loads(orjson.dumps(body)) if body is not None else None
+
+    def ilm_policy(self, name: str) -> JsonObj | None:
+        """The ``policy`` of an ILM policy (``PUT _ilm/policy/<name>``), or None."""
+        with self._lock:
+            policy = self.templates.policies.get(name)
+            return orjson.loads(orjson.dumps(policy.body)) if policy is not None else None
+
+    def created_with(self, target: str) -> tuple[JsonObj, JsonObj]:
+        """(settings, mappings) an index or data stream took from its template when it was created."""
+        with self._lock:
+            found = self._targets[target]
+            return orjson.loads(orjson.dumps(found.settings)), orjson.loads(orjson.dumps(found.mappings))
+
     def reset(self) -> None:
         """Forget documents, recorded requests, counters and faults."""
         self.clear_faults()
         with self._lock:
             self._targets.clear()
+            self.templates = Templates()
             self._requests.clear()
             self._failed_items.clear()
             self._duplicates_rejected = 0
@@ -834,6 +860,8 @@ class EsStandin:
             if method in ("GET", "HEAD"):
                 return 200, self._root()
             return 405, self._bad_method(method, path, "GET, HEAD")
+        if parts[0] in ("_index_template", "_ilm"):
+            return self._templates_route(method, parts, rec)
         endpoint = parts[-1]
         target = parts[0] if len(parts) == 2 else None
         if len(parts) > 2 or (len(parts) == 2 and not endpoint.startswith("_")):
@@ -873,6 +901,39 @@ class EsStandin:
                 return status, es_error(status, exc.error_type, f"no such index [{exc.reason}]", **extra)
             return status, es_error(status, exc.error_type, exc.reason)
         return 400, {"error": f"no handler found for uri [{path}] and method [{method}]"}
+
+    def _templates_route(self, method: str, parts: list[str], rec: RecordedRequest) -> tuple[int, JsonObj]:
+        """``_index_template/<name>`` and ``_ilm/policy/<name>`` (tests/es_templates.py has the shapes)."""
+        path = "/" + "/".join(parts)
+        try:
+            body = orjson.loads(rec.body) if rec.body.strip() else None
+        except orjson.JSONDecodeError as exc:
+            return 400, es_error(400, "x_content_parse_exception", f"[1:1] {exc}")
+        try:
+            with self._lock:
+                if len(parts) == 2 and parts[0] == "_index_template":
+                    if method == "PUT" or method == "POST":
+                        create = rec.query.get("create", "false") == "true"
+                        return 200, self.templates.put_template(parts[1], body, create)
+                    if method in ("GET", "HEAD"):
+                        return 200, self.templates.get_template(parts[1])
+                    return 405, self._bad_method(method, path, "GET, HEAD, POST, PUT")
+                if len(parts) == 3 and parts[:2] == ["_ilm", "policy"]:
+                    if method == "PUT":
+                        return 200, self.templates.put_policy(parts[2], body)
+                    if method == "GET":
+                        return 200, self.templates.get_policy(parts[2], self._policy_users(parts[2]))
+                    return 405, self._bad_method(method, path, "GET, PUT")
+        except TemplateError as exc:
+            return exc.status, es_error(exc.status, exc.error_type, exc.reason)
+        return 400, {"error": f"no handler found for uri [{path}] and method [{method}]"}
+
+    def _policy_users(self, policy: str) -> tuple[list[str], list[str]]:
+        """(indices, data streams) created with ``index.lifecycle.name`` = ``policy`` (lock held)."""
+        users = [t for t in self._targets.values() if setting(t.settings, "index.lifecycle.name") == policy]
+        return (sorted(n for t in users if t.data_stream for n in (*t.older, t.concrete))
+                + sorted(t.name for t in users if not t.data_stream),
+                sorted(t.name for t in users if t.data_stream))
 
     @staticmethod
     def _bad_method(method: str, path: str, allowed: str) -> JsonObj:
@@ -948,18 +1009,30 @@ class EsStandin:
                          "index": name}
         return None
 
-    def _is_data_stream(self, name: str) -> bool:
+    def _builtin_data_stream(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.data_stream_patterns)
+
+    def _is_data_stream(self, name: str) -> bool:
+        """An existing data stream, or what a write would create: by a user template, else the built-in ones."""
+        if name in self._targets:
+            return self._targets[name].data_stream
+        chosen = self.templates.for_new_index(name, self._builtin_data_stream(name))
+        return chosen[0] if chosen is not None else self._builtin_data_stream(name)
 
     def _target_for_write(self, name: str) -> _Target:
         target = self._targets.get(name)
         if target is None:
-            if self._is_data_stream(name):
+            data_stream, settings, mappings = self._builtin_data_stream(name), {}, {}
+            chosen = self.templates.for_new_index(name, data_stream)
+            if chosen is not None:
+                data_stream, settings, mappings = chosen
+            if data_stream:
                 day = dt.datetime.now(dt.UTC).strftime("%Y.%m.%d")
                 target = _Target(name, f".ds-{name}-{day}-000001", _new_uuid(), True)
             else:
                 target = _Target(name, name, _new_uuid(), False)
             target.mapping = self._new_mapping(target.data_stream)
+            target.settings, target.mappings = settings, mappings
             self._targets[name] = target
         return target
 

@@ -63,9 +63,11 @@ def test_default_document() -> None:
         "@timestamp": "2024-05-01T10:20:30.123456789Z",
         "message": "hello",
         "stream": "stdout",
-        "container": {"id": CID, "name": "web-1", "image": {"name": "nginx", "tag": "1.25"}},
+        "container": {"id": CID, "name": "web-1", "image": {"name": "nginx", "tag": "1.25"},
+                      "labels": {"app": "web", "com_docker_compose_project": "shop",
+                                 "com_docker_compose_service": "web", "tier": "front"}},
         "host": {"name": "docker-host"},
-        "agent": {"type": "elastic-logging-plugin", "name": "docker-host", "version": "0.1.0", "id": "agent-1"},
+        "agent": {"type": "elastic-log-driver", "name": "docker-host", "version": "0.1.0", "id": "agent-1"},
         "ecs": {"version": ECS_VERSION},
         "data_stream": {"type": "logs", "dataset": "docker", "namespace": "default"},
     }
@@ -94,7 +96,7 @@ def test_custom_field_collisions_are_refused(fields: str) -> None:
 
 
 @pytest.mark.parametrize(("opts", "labels"), [
-    ({}, None),
+    ({}, {"app": "web", "com_docker_compose_project": "shop", "com_docker_compose_service": "web", "tier": "front"}),
     ({"labels": "app,missing"}, {"app": "web"}),
     ({"labels-regex": "^com\\.docker"}, {"com_docker_compose_project": "shop", "com_docker_compose_service": "web"}),
     ({"labels-regex": "compose"}, {"com_docker_compose_project": "shop", "com_docker_compose_service": "web"}),
@@ -309,4 +311,4 @@ def test_changing_a_document_does_not_change_the_next() -> None:
     first["container"]["labels"]["app"] = "changed"
     first["agent"].clear()
     assert b.document(T0, "stdout", b"x")["container"]["labels"] == {"app": "web"}
-    assert orjson.loads(b.encode(T0, "stdout", b"x"))["agent"]["type"] == "elastic-logging-plugin"
+    assert orjson.loads(b.encode(T0, "stdout", b"x"))["agent"]["type"] == "elastic-log-driver"

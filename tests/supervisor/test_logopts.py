@@ -41,6 +41,11 @@ CASES: dict[str, tuple[str, Any, dict[str, str], str | None]] = {
     "cloud_auth": ("elastic:pw", "elastic:pw", {}, None),
     "index": ("logs-%{+yyyy.MM.dd}", "logs-%{+yyyy.MM.dd}", {}, None),
     "pipeline": ("p1", "p1", {}, None),
+    "setup.template.enabled": ("false", False, {}, "nope"),
+    "setup.template.name": ("docker", "docker", {}, None),
+    "setup.template.pattern": ("docker-*", "docker-*", {}, None),
+    "setup.ilm.enabled": ("true", True, {}, "on"),
+    "setup.ilm.policy_name": ("docker-logs", "docker-logs", {}, None),
     "timeout": ("30s", 30.0, {}, "soon"),
     "backoff_init": ("500ms", 0.5, {}, "-1s"),
     "backoff_max": ("2m", 120.0, {}, "1 minute"),
@@ -49,7 +54,7 @@ CASES: dict[str, tuple[str, Any, dict[str, str], str | None]] = {
     "bulk_max_bytes": ("5m", 5_000_000, {}, "big"),
     "flush_interval": ("1.5", 1.5, {}, "1m30"),
     "compression_level": ("9", 9, {}, "10"),
-    "proxy_url": ("http://proxy:3128", "http://proxy:3128", {}, "proxy:3128"),
+    "proxy_url": ("http://proxy:3128", "http://proxy:3128", {}, "ftp://proxy:21"),
     "name": ("agent-1", "agent-1", {}, None),
     "tags": ("x,y", ("x", "y"), {}, None),
     "fields": ("env=prod, team = web", (("env", "prod"), ("team", "web")), {}, "env"),
@@ -357,7 +362,7 @@ def test_start_logging_with_a_catastrophic_regex_keeps_the_api_responsive(plugin
 
 
 @pytest.mark.parametrize("config", [
-    {"proxy_url": "proxy-user:pr0xy-s3cret@proxy:3128"},  # no scheme: not a URL, echoed
+    {"proxy_url": "proxy-user:pr0xy-s3cret@"},  # no host: not a URL, echoed
     {"proxy_url": "ftp://proxy-user:pr0xy-s3cret@proxy:3128"},
     {"max-size": "proxy-user:pr0xy-s3cret@10m"},
     {"max-size": "x:pr0xy-s3cret" + "y" * 300 + "@10m"},  # the "@" beyond the 200 characters shown

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,12 @@ def test_bad_values_raise_settings_error_naming_the_setting(env: dict[str, str],
 
 def test_unrelated_variables_are_ignored() -> None:
     assert PluginSettings.from_env({"PATH": "/bin", "log_level": "debug"}) == PluginSettings()
+
+
+def test_every_setting_is_settable_in_config_json() -> None:
+    """`docker plugin set` changes only what config.json declares settable (LOG_DRIVER_LEVEL, Elastic's name)."""
+    config = json.loads((Path(__file__).resolve().parents[2] / "config.json").read_text())
+    env = {e["Name"]: e for e in config["Env"]}
+    for s in SETTINGS:
+        assert "value" in env[s.name].get("Settable", []), s.name
+        assert env[s.name]["Value"] == s.default, s.name

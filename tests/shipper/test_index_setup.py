@@ -1,0 +1,79 @@
+"""shipper/index_setup.py: which setup an index gets, and a setup that keeps failing never holds lines for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from proto.options import LogOptionError
+from shipper.index_setup import IndexSetup, IndexSetups, index_setup
+from supervisor.logopts import parse_log_options
+from tests.es_standin import EsStandin
+
+
+def setup_of(**opts: str) -> IndexSetup | None:
+    return index_setup(parse_log_options({"hosts": "es:9200", **opts}).values)
+
+
+@pytest.mark.parametrize(("opts", "expected"), [
+    ({}, None),  # logs-docker-default: ES's built-in template
+    ({"index": "logs-app-prod"}, None),
+    ({"index": "docker-%{+yyyy.MM.dd}"}, IndexSetup("docker", "docker-*", None)),
+    ({"index": "app_logs.%{[container.name]}"}, IndexSetup("app_logs", "app_logs.*", None)),
+    ({"index": "plain"}, IndexSetup("plain", "plain*", None)),
+    ({"index": "d-%{+yyyy}", "setup.template.name": "n", "setup.template.pattern": "d-2*"},
+     IndexSetup("n", "d-2*", None)),
+    ({"index": "applogs", "setup.ilm.enabled": "true"}, IndexSetup("applogs", "applogs*", "elastic-logging-plugin")),
+    ({"index": "docker-%{+yyyy.MM.dd}", "setup.template.enabled": "false"}, None),
+    ({"output.elasticsearch.index": "x-%{+yyyy}", "template_name": "t", "template_pattern": "x-*"},
+     IndexSetup("t", "x-*", None)),  # Elastic 7.9's names
+])
+def test_the_setup_of_an_index(opts: dict[str, str], expected: IndexSetup | None) -> None:
+    assert setup_of(**opts) == expected
+
+
+@pytest.mark.parametrize(("opts", "named"), [
+    ({"index": "%{[container.name]}"}, "setup.template.name"),
+    ({"index": "a-%{+yyyy.MM.dd}", "setup.ilm.enabled": "true"}, "setup.ilm.enabled"),
+    ({"index": "a", "setup.ilm.enabled": "true", "setup.template.enabled": "false"}, "setup.template.enabled"),
+    ({"index": "a-%{+yyyy}", "setup.template.pattern": "A-*"}, "setup.template.pattern"),
+])
+def test_a_setup_that_cannot_work_is_refused_by_name(opts: dict[str, str], named: str) -> None:
+    with pytest.raises(LogOptionError, match=named):
+        setup_of(**opts)
+
+
+def test_the_ilm_template_declares_a_data_stream_with_the_policy() -> None:
+    body = IndexSetup("t", "t*", "p").template_body("1.0")
+    assert body["data_stream"] == {} and body["template"]["settings"] == {"index": {"lifecycle": {"name": "p"}}}
+    assert "data_stream" not in IndexSetup("t", "t*", None).template_body("1.0")
+
+
+def test_a_setup_failing_for_ever_lets_lines_go_after_the_wait() -> None:
+    async def run(es: EsStandin) -> tuple[list[float], dict[str, Any], int]:
+        ready_at: list[float] = []
+        setups = IndexSetups("1.0", lambda: ready_at.append(time.monotonic()), wait=0.5)
+        client = AsyncElasticsearch(es.url, max_retries=0)
+        start = time.monotonic()
+        setups.ensure("c1", client, IndexSetup("t", "t-*", None), (0.05, 0.1))
+        setups.ensure("c2", client, IndexSetup("t", "t-*", None), (0.05, 0.1))  # the same run
+        assert not setups.ready("c1")
+        while not setups.ready("c1"):
+            await asyncio.sleep(0.02)  # not a sync: polls a condition with the deadline below
+            assert time.monotonic() - start < 5
+        ready_at[:] = [t - start for t in ready_at]
+        stats = setups.stats()
+        await setups.close()
+        await client.close()
+        return ready_at, stats, len(setups.runs)
+
+    with EsStandin() as es:
+        es.fail_next(403, count=None, path="/_index_template")
+        ready_at, stats, runs = asyncio.run(run(es))
+    assert runs == 1
+    assert len(ready_at) == 1 and 0.45 <= ready_at[0] < 2.0
+    assert stats["index_setups_pending"] == 1 and stats["index_setup_failures_total"] >= 3

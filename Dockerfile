@@ -9,7 +9,9 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- stage 1: install the wheels into /opt/elp/site ---------------------------------------------
 FROM ${BASE_IMAGE} AS install
-COPY build/wheels /wheels
+# build/wheels, or build/wheels-<arch> for another architecture (scripts/build-plugin.sh sets it).
+ARG WHEELS=build/wheels
+COPY ${WHEELS} /wheels
 # pip itself comes as a wheel from build/wheels and is run straight from the .whl file (a wheel is a
 # zip that Python can import from), so the base needs no pip (Debian's minbase has none) and pip never
 # reaches the final stage. --target gives a plain folder that only needs PYTHONPATH (set in config.json).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the managed plugin from the working tree and install + enable it on the engine that DOCKER_HOST
 # (or the default socket) points at:
-#   1. build/wheels: our wheel + binary wheels of every runtime dependency (and pip), for CPython 3.11 on
+#   1. build/wheels/ARCH: our wheel + binary wheels of every runtime dependency (and pip), for CPython 3.11 on
 #      this architecture, made on the host (the image build then needs no network);
 #   2. docker build (Dockerfile) -> docker create + docker export -> build/plugin/rootfs, + config.json;
 #   3. docker plugin disable/rm of a previous one, docker plugin create, docker plugin set SETTINGS...,
@@ -36,14 +36,15 @@ PUSH=${PUSH:-0}
 if [ "$ARCH" = "$HOST_ARCH" ]; then
     BUILD_IMAGE=elastic-logging-plugin-rootfs:build
     LOCAL_BASE=elastic-logging-plugin/base:bookworm
-    WHEELS=build/wheels
     PLUGIN_DIR=build/plugin
 else
     BUILD_IMAGE=elastic-logging-plugin-rootfs:build-$ARCH
     LOCAL_BASE=elastic-logging-plugin/base:bookworm-$ARCH
-    WHEELS=build/wheels-$ARCH
     PLUGIN_DIR=build/plugin-$ARCH
 fi
+# One folder per arch; the Dockerfile picks its own with dpkg --print-architecture (a build argument would not do:
+# the legacy builder commits an ARG step as an image of the host's platform, and the next COPY then refuses it).
+WHEELS=build/wheels/$ARCH
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -122,7 +123,7 @@ build_rootfs() {
     ensure_base
     # Legacy builder: no buildx/BuildKit needed; --network host: the engines used here have no bridge.
     if ! DOCKER_BUILDKIT=0 docker build --network host --platform "linux/$ARCH" \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "WHEELS=$WHEELS" \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
         -t "$BUILD_IMAGE" -f Dockerfile . >build/docker-build.log 2>&1; then
         tail -n 40 build/docker-build.log >&2
         log "docker build failed (full output: build/docker-build.log)"

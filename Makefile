@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test reliability plugin lint bench bench-smoke clean venv
+.PHONY: demo test reliability plugin push lint bench bench-smoke clean venv
 
 # The virtualenv is (re)made when missing or when pyproject.toml changed.
 $(VENV)/.installed: pyproject.toml
@@ -24,9 +24,18 @@ reliability: venv
 	ELP_RELIABILITY=full $(VPY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 # Build the plugin and enable it on the Docker engine that already runs (DOCKER_HOST or default socket).
-# make plugin PLUGIN_SETTINGS='data.source=/srv/logs LOG_LEVEL=debug' BASE_IMAGE=...
+# make plugin PLUGIN_SETTINGS='data.source=/srv/logs LOG_LEVEL=debug' BASE_IMAGE=... ARCH=arm64
+# ARCH (amd64, arm64; default this machine's): another architecture is built under qemu-user-static.
+ARCH ?=
+export ARCH
 plugin: venv
 	scripts/build-plugin.sh $(PLUGIN_SETTINGS)
+
+# Build the plugin and push it to a registry: make push PLUGIN_NAME=registry.example:5000/elp:1.0 [ARCH=arm64]
+# (then, on any engine: docker plugin install --grant-all-permissions registry.example:5000/elp:1.0)
+push: venv
+	@test -n "$(PLUGIN_NAME)" || { echo "make push needs PLUGIN_NAME=<registry>/<name>:<tag>" >&2; exit 2; }
+	PUSH=1 PLUGIN_NAME='$(PLUGIN_NAME)' scripts/build-plugin.sh
 
 # Private engine, local images, plugin, one busybox container: see scripts/demo.sh.
 demo: venv

@@ -7,19 +7,25 @@
 # private engines) only pay for a `docker import` instead of a 40-55 s debootstrap.
 #
 # Usage: scripts/make-images.sh [busybox|base|base-tar|all]     (default: all; base-tar: only the cache)
-# Env:   ELP_CACHE_DIR (default /var/cache/elastic-logging-plugin), DEBIAN_MIRROR, BUSYBOX_IMAGE, BASE_IMAGE
+# Env:   ELP_CACHE_DIR (default /var/cache/elastic-logging-plugin), DEBIAN_MIRROR, BUSYBOX_IMAGE, BASE_IMAGE,
+#        ARCH (Debian name: amd64, arm64; default this machine's). A foreign ARCH is bootstrapped in two stages, the
+#        second under qemu-user-static through binfmt_misc (scripts/qemu-binfmt.sh registers it; several minutes).
 set -euo pipefail
 
 what=${1:-all}
 CACHE_DIR=${ELP_CACHE_DIR:-/var/cache/elastic-logging-plugin}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-test/busybox}
-BASE_IMAGE=${BASE_IMAGE:-elastic-logging-plugin/base:bookworm}
+HOST_ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH=${ARCH:-$HOST_ARCH}
+# The host's base keeps its historical name; another arch's gets the arch in its tag.
+if [ "$ARCH" = "$HOST_ARCH" ]; then DEFAULT_BASE=elastic-logging-plugin/base:bookworm
+else DEFAULT_BASE=elastic-logging-plugin/base:bookworm-$ARCH; fi
+BASE_IMAGE=${BASE_IMAGE:-$DEFAULT_BASE}
 SUITE=bookworm
 # python3 is the only thing the plugin needs from Debian; pip is brought in as a wheel by the build
 # (see Dockerfile), so python3-pip is not needed here.
 INCLUDE=python3
-ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 BASE_TAR="$CACHE_DIR/base-$SUITE-$ARCH-${INCLUDE//,/_}.tar"
 
 log() { printf '[make-images] %s\n' "$*" >&2; }
@@ -70,9 +76,19 @@ make_base_tar() {
         local dir t0
         dir=$(mktemp -d /tmp/elp-debootstrap.XXXXXX)
         t0=$(date +%s)
-        log "debootstrap $SUITE (minbase + $INCLUDE) into $dir, takes about a minute"
-        debootstrap --variant=minbase --include="$INCLUDE" --arch="$ARCH" "$SUITE" "$dir" "$MIRROR" \
-            >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; exit 1; }
+        if [ "$ARCH" = "$HOST_ARCH" ]; then
+            log "debootstrap $SUITE (minbase + $INCLUDE) into $dir, takes about a minute"
+            debootstrap --variant=minbase --include="$INCLUDE" --arch="$ARCH" "$SUITE" "$dir" "$MIRROR" \
+                >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; exit 1; }
+        else
+            # Foreign arch: unpack on the host, then run the package scripts inside the new root under qemu.
+            "$(dirname "$0")/qemu-binfmt.sh" "$ARCH"
+            log "debootstrap --foreign $SUITE for $ARCH (minbase + $INCLUDE) into $dir, second stage under qemu:" \
+                "several minutes"
+            { debootstrap --foreign --variant=minbase --include="$INCLUDE" --arch="$ARCH" "$SUITE" "$dir" "$MIRROR" \
+                && chroot "$dir" /debootstrap/debootstrap --second-stage; } \
+                >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; exit 1; }
+        fi
         # Slim: documentation, translations and apt's downloaded package lists/archives are never used.
         rm -rf "$dir"/usr/share/{doc,man,locale,info}/* "$dir"/var/lib/apt/lists/* \
             "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/log/*.log
@@ -90,7 +106,8 @@ make_base_tar() {
 make_base() {
     if image_exists "$BASE_IMAGE"; then log "$BASE_IMAGE exists"; return; fi
     make_base_tar
-    docker import -c 'CMD ["/usr/bin/python3"]' -c 'ENV LANG=C.UTF-8' "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+    docker import --platform "linux/$ARCH" -c 'CMD ["/usr/bin/python3"]' -c 'ENV LANG=C.UTF-8' \
+        "$BASE_TAR" "$BASE_IMAGE" >/dev/null
     log "imported $BASE_IMAGE"
 }
 

@@ -36,6 +36,7 @@ from proto.messages import (
 from proto.paths import localstore_endpoint
 from shipper.main import ShipperProcess
 from supervisor.children import Child, Role, Slot, describe_exit
+from supervisor.datadir_marker import check_data_dir
 from supervisor.loggers import FifoLogger, Loggers
 from supervisor.outbox import Outbox
 from supervisor.permissions import private_data_dir
@@ -104,6 +105,7 @@ class Supervisor:
             log.warning("protobuf runs its %s implementation, not upb: decoding is about 10x slower; "
                         "install protobuf's binary wheel", backend)
         private_data_dir(self.config.data_dir)
+        check_data_dir(self.config.data_dir, self.config.fifo_dir)
         self._check_ipc_path()
         metrics_runner = await self._serve_metrics()
         self.manage_children()

@@ -184,7 +184,15 @@ class Loggers:
                 # At once: a FIFO whose writer left while the plugin was down would never wake a watcher.
                 self.start_logging(record.fifo_path, record.info, lazy=False)
             except (StartError, ValueError) as exc:
-                log.info("not re-attaching %s: %s", os.path.basename(record.fifo_path), exc)
+                if os.path.lexists(record.fifo_path):
+                    log.info("not re-attaching %s: %s", os.path.basename(record.fifo_path), exc)
+                else:
+                    # dockerd removes a FIFO only after a StopLogging we answered (which forgets the record): a FIFO
+                    # gone under a record was deleted with the plugin's old rootfs (`docker plugin upgrade` from a
+                    # version without PropagatedMount, or a reinstall) while dockerd still writes into the pipe.
+                    log.error("the FIFO of container %s is gone (%s): if the plugin was upgraded or reinstalled while "
+                              "the container ran, its lines no longer reach the plugin until it is restarted (see "
+                              "the README, Upgrading)", record.info.get("ContainerID", "?")[:12], record.fifo_path)
                 self.registry.remove(record.fifo_path)
                 continue
             log.info("re-attached to the FIFO of container %s", record.info.get("ContainerID", "?")[:12])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -89,6 +89,12 @@ class ContainerFeed:
     # JSON, multiline, filters (None: the plain path, one document per complete line).
     processor: Processor | None = None
     dropped_total: int = 0  # events include_lines / exclude_lines dropped
+    # Processing: the events sent and not done, per stream in the order of their starts (an event's document is made
+    # when a later line ends it, after records of the other stream: the acknowledgement must wait at its start),
+    # the ends of those done but not yet at the head of their stream, and the starts of those of several records.
+    sent_events: dict[str, deque[tuple[Position, Position]]] = field(default_factory=dict)
+    events_done: set[Position] = field(default_factory=set)
+    event_spans: dict[Position, Position] = field(default_factory=dict)
     # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
     groups: dict[str, _Group] = field(default_factory=dict)
     id_prefix: str = field(init=False)
@@ -132,6 +138,14 @@ class ContainerFeed:
             if self.processor is not None:  # and the events still open end with it
                 for event in self.processor.flush_all():
                     self._event(event, docs)
+        return docs
+
+    def flush_events(self) -> list[PendingDoc]:
+        """Every open multiline event, sent as it is (the container's processing settings change)."""
+        docs: list[PendingDoc] = []
+        if self.processor is not None:
+            for event in self.processor.flush_all():
+                self._event(event, docs)
         return docs
 
     def expire(self, now_ns: int) -> list[PendingDoc]:
@@ -211,8 +225,12 @@ class ContainerFeed:
                 self.done_spans[event.end] = event.start
             return
         index, pipeline, body = self.processor.encode_event(event)
+        sent = self.sent_events.get(event.source)
+        if sent is None:
+            sent = self.sent_events[event.source] = deque()
+        sent.append((event.start, event.end))
         if event.spans:
-            self.joined_starts[event.end] = event.start
+            self.event_spans[event.end] = event.start
         self.inflight[event.end] = False
         self.docs_total += 1
         docs.append(PendingDoc(self.container_id, event.end, doc_id(self.id_prefix, event.start), index, body,
@@ -231,6 +249,11 @@ class ContainerFeed:
             self.inflight[end] = True
         if self.joined_starts:
             start = self.joined_starts.pop(end, None)
+            if start is not None:
+                self.done_spans[end] = start
+        if self.processor is not None:
+            self.events_done.add(end)
+            start = self.event_spans.pop(end, None)
             if start is not None:
                 self.done_spans[end] = start
         return self.advance()
@@ -254,7 +277,9 @@ class ContainerFeed:
         if self.groups or self.joined_starts:
             reached = min(reached, *(g.start for g in self.groups.values()), *self.joined_starts.values())
         if self.processor is not None:
-            reached = min(reached, *self.processor.open_starts)
+            starts = self.processor.open_starts + self._unfinished_event_starts()
+            if starts:
+                reached = min(reached, min(starts))
         if self.acked is not None and reached <= self.acked:
             return None
         if self.done_spans:
@@ -263,6 +288,16 @@ class ContainerFeed:
                 return None
         self.acked = reached
         return reached
+
+    def _unfinished_event_starts(self) -> list[Position]:
+        """The first start of each stream's events sent and not done (done ones at the head are dropped)."""
+        starts = []
+        for sent in self.sent_events.values():
+            while sent and sent[0][1] in self.events_done:
+                self.events_done.discard(sent.popleft()[1])
+            if sent:
+                starts.append(sent[0][0])
+        return starts
 
     def _outside_spans(self, reached: Position) -> Position:
         """``reached``, moved back to the start of any finished document it falls inside (a stream's open line or

@@ -32,8 +32,9 @@ from proto.paths import fetch_endpoint, is_container_id
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
 from shipper.documents import kept_info
-from shipper.encoder import Encoder, build_encoder
+from shipper.encoder import Encoder, build_encoder, build_processor
 from shipper.feed import ContainerFeed, PendingDoc
+from shipper.json_lines import JsonConfig, JsonProblems
 from shipper.output import OutputConfig, make_client, output_config
 
 log = logging.getLogger("elp.shipper")
@@ -42,6 +43,9 @@ AGENT_ID_NAME = "agent-id"
 FETCH_BYTES = 1 << 20
 MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledgement
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
+# A fetch the local store has not answered for this long found nothing to read: only then may the wall clock end a
+# multiline event (a busy or backed-up container's records decide by their own times; see shipper/processing.py).
+QUIET_FETCH = 0.5
 FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
 # Stats show an output's most frequent failure reasons, each cut to a length (Elasticsearch writes the reasons:
@@ -71,6 +75,8 @@ class ShipperProcess:
         self.idle_until: dict[str, float] = {}
         self.fetch_sent: dict[str, float] = {}
         self.ack_due: set[str] = set()
+        self.json_problems: dict[str, JsonProblems | None] = {}
+        self.feed_options: dict[str, dict[str, Any]] = {}
         self.acks_scheduled = False
         self.bad_messages = 0
         self.dealer: zmq.Socket
@@ -80,6 +86,7 @@ class ShipperProcess:
         self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
         self.housekeeping.add("reporting stats", self._send_stats)
         self.housekeeping.add("looking for missed records", self._on_records)  # backstop for a missed edge
+        self.housekeeping.add("ending quiet multiline events", self._expire_events)
 
     async def run(self) -> ExitCode:
         _quiet_client_logs()
@@ -121,6 +128,9 @@ class ShipperProcess:
         try:
             config = output_config(options)
             encoder = self._encoder(info, options)
+            json_config = JsonConfig.from_options(options)
+            problems = JsonProblems(container_id, json_config) if json_config else None
+            processor = build_processor(info, options, socket.gethostname(), self.agent_id, _version(), problems)
         except ValueError as exc:
             log.error("container %s: cannot ship: %s", container_id[:12], exc)
             return
@@ -133,10 +143,20 @@ class ShipperProcess:
             log.info("shipping to %s", config.describe())
         feed = self.feeds.get(container_id)
         if feed is None:
-            feed = ContainerFeed(container_id, encoder)
+            feed = ContainerFeed(container_id, encoder, processor=processor)
             self.feeds[container_id] = feed
         else:
             feed.encode = encoder
+            if options != self.feed_options.get(container_id):
+                # Other log-opts for a container already shipping (it was started again with them): its open
+                # events are sent as they are, then the new settings apply. The same options again (the supervisor
+                # sends them at each start of the shipper) keep the events being built.
+                self._send(feed, feed.flush_events())
+                feed.processor = processor
+                self.json_problems[container_id] = problems
+        if container_id not in self.json_problems:
+            self.json_problems[container_id] = problems
+        self.feed_options[container_id] = options
         self.feed_output[container_id] = key
         self.idle_until.pop(container_id, None)
         self._save_config(container_id, info, options)
@@ -249,8 +269,30 @@ class ShipperProcess:
             self.feed_output.pop(feed.container_id, None)
             self.idle_until.pop(feed.container_id, None)
             self.fetch_sent.pop(feed.container_id, None)
+            self.json_problems.pop(feed.container_id, None)
+            self.feed_options.pop(feed.container_id, None)
             (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
             log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
+
+    def _expire_events(self) -> None:
+        """End the multiline events of quiet containers (their timeout passed and no record comes to end them)."""
+        now = time.monotonic()
+        now_ns = time.time_ns()
+        for feed in list(self.feeds.values()):
+            if feed.processor is None or not feed.fetching:
+                continue
+            if now - self.fetch_sent.get(feed.container_id, now) >= QUIET_FETCH:
+                self._send(feed, feed.expire(now_ns))
+
+    def _send(self, feed: ContainerFeed, docs: list[PendingDoc]) -> None:
+        bulk = self.outputs.get(self.feed_output.get(feed.container_id))  # type: ignore[arg-type]
+        if docs and bulk is not None:
+            bulk.add(docs)
+        if feed.advance() is not None:  # filtered-out events are done at once
+            self.ack_due.add(feed.container_id)
+            if not self.acks_scheduled:
+                self.acks_scheduled = True
+                asyncio.get_running_loop().call_soon(self._send_acks)
 
     def _refetch_idle(self) -> None:
         now = time.monotonic()
@@ -350,13 +392,25 @@ class ShipperProcess:
             "dead_lettered_total": totals.get("dead_lettered_total", 0),
             "bad_messages_total": self.bad_messages,
             "housekeeping_errors_total": self.housekeeping.errors_total,
+            "filtered_out_total": sum(f.dropped_total for f in self.feeds.values()),
         }
-        per_container = {
-            cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
-                  "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
-            for cid, f in self.feeds.items()
-        }
+        per_container = {cid: self._container_stats(f) for cid, f in self.feeds.items()}
         self.control.report(counters, per_container, outputs)
+
+
+    def _container_stats(self, feed: ContainerFeed) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "backlog_docs": feed.backlog, "docs_total": feed.docs_total, "joined_total": feed.joined_total,
+            "lost_files_total": feed.lost_files, "acked": list(feed.acked) if feed.acked else None}
+        processor = feed.processor
+        if processor is not None:
+            stats.update({"filtered_out_total": feed.dropped_total, "multiline_total": processor.multiline_total,
+                          "open_events": len(processor.open_starts), "late_lines_total": processor.late_lines_total,
+                          "events_cut_total": processor.span_cut_total})
+        problems = self.json_problems.get(feed.container_id)
+        if problems is not None:
+            stats.update({"json_errors_total": problems.decoding_errors, "json_problems_total": problems.other})
+        return stats
 
 
 def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:

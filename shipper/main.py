@@ -36,6 +36,9 @@ from shipper.encoder import Encoder, build_encoder, build_processor
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.json_lines import JsonConfig, JsonProblems
 from shipper.output import OutputConfig, make_client, output_config
+from shipper.stats import REASON_CHARS, REASONS_SHOWN, shipper_stats
+
+__all__ = ["REASONS_SHOWN", "REASON_CHARS", "ShipperProcess"]
 
 log = logging.getLogger("elp.shipper")
 
@@ -48,18 +51,10 @@ IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start
 QUIET_FETCH = 0.5
 FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
-# Stats show an output's most frequent failure reasons, each cut to a length (Elasticsearch writes the reasons:
-# a hostile or buggy one must not grow the reports without bound).
-REASONS_SHOWN = 20
-REASON_CHARS = 200
-ERROR_CHARS = 500
 # Containers share a bulk output (one client, shared requests) only when these options agree too.
 BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
                 "backoff_max", "max_retries", "dead_letter_index")
 OutputKey = tuple[OutputConfig, tuple[object, ...]]
-# Per output in stats, besides the above: what a faulty or hostile Elasticsearch made the shipper do.
-OUTPUT_COUNTERS = ("bad_answers_total", "bad_items_total", "config_fault_docs_total", "dead_letters_refused_total",
-                   "closed_requests_total", "split_total", "internal_errors_total")
 
 
 class ShipperProcess:
@@ -371,59 +366,8 @@ class ShipperProcess:
             log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
 
     def _send_stats(self) -> None:
-        totals: dict[str, int] = {}
-        outputs = []
-        for bulk in self.outputs.values():
-            for name, value in bulk.counters.items():
-                totals[name] = totals.get(name, 0) + value
-            outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
-                            "in_flight": bulk.in_flight, "last_error": bulk.last_error[:ERROR_CHARS],
-                            "request_errors_total": bulk.counters["request_errors_total"],
-                            "failed_by_reason": _top_reasons(bulk.failed_reasons), "config_fault": bulk.config_fault,
-                            "parked": len(bulk.parked),
-                            **{name: bulk.counters[name] for name in OUTPUT_COUNTERS}})
-        counters: dict[str, Any] = {
-            "queued": sum(len(b.queue) for b in self.outputs.values()),
-            "in_flight": sum(b.in_flight for b in self.outputs.values()),
-            "shipped_total": totals.get("shipped_total", 0),
-            "duplicates_total": totals.get("duplicates_total", 0),
-            "retried_total": totals.get("retried_total", 0),
-            "failed_total": totals.get("failed_total", 0),
-            "dead_lettered_total": totals.get("dead_lettered_total", 0),
-            "bad_messages_total": self.bad_messages,
-            "housekeeping_errors_total": self.housekeeping.errors_total,
-            "filtered_out_total": sum(f.dropped_total for f in self.feeds.values()),
-        }
-        per_container = {cid: self._container_stats(f) for cid, f in self.feeds.items()}
+        counters, per_container, outputs = shipper_stats(self)
         self.control.report(counters, per_container, outputs)
-
-
-    def _container_stats(self, feed: ContainerFeed) -> dict[str, Any]:
-        stats: dict[str, Any] = {
-            "backlog_docs": feed.backlog, "docs_total": feed.docs_total, "joined_total": feed.joined_total,
-            "lost_files_total": feed.lost_files, "acked": list(feed.acked) if feed.acked else None}
-        processor = feed.processor
-        if processor is not None:
-            stats.update({"filtered_out_total": feed.dropped_total, "multiline_total": processor.multiline_total,
-                          "open_events": len(processor.open_starts), "late_lines_total": processor.late_lines_total,
-                          "events_cut_total": processor.span_cut_total})
-        problems = self.json_problems.get(feed.container_id)
-        if problems is not None:
-            stats.update({"json_errors_total": problems.decoding_errors, "json_problems_total": problems.other})
-        return stats
-
-
-def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:
-    """The most frequent failure reasons, each cut short; the rest summed under "(other reasons)"."""
-    ranked = sorted(reasons.items(), key=lambda item: -item[1])
-    shown: dict[str, int] = {}
-    for reason, count in ranked[:REASONS_SHOWN]:
-        key = reason[:REASON_CHARS]
-        shown[key] = shown.get(key, 0) + count
-    rest = sum(count for _, count in ranked[REASONS_SHOWN:])
-    if rest:
-        shown["(other reasons)"] = rest
-    return shown
 
 
 def _quiet_client_logs() -> None:

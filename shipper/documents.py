@@ -141,7 +141,8 @@ def container_meta(info: Mapping[str, Any], options: Mapping[str, Any], host_nam
         agent_name=options.get("name") or host_name,
         agent_id=agent_id,
         agent_version=agent_version,
-        tags=tuple(options.get("tags") or ()),
+        # The rendered `tag` log-opt (the supervisor renders Docker's template at StartLogging) after the `tags` ones.
+        tags=tuple(options.get("tags") or ()) + ((options["tag"],) if options.get("tag") else ()),
         custom=custom,
     )
 

@@ -38,7 +38,8 @@ from shipper.documents import kept_info
 from shipper.encoder import validate_documents
 from shipper.output import validate_output
 from supervisor.children import Child, Role, Slot, describe_exit
-from supervisor.logopts import LogOptions, parse_log_options
+from supervisor.container_options import container_options, tag_inputs
+from supervisor.logopts import LogOptions
 from supervisor.registry import LoggerRecord, LoggerRegistry
 from supervisor.spawn import run_child
 from workers.main import QUIET_WAIT, ReaderProcess, ReaderSpec
@@ -147,8 +148,8 @@ class Loggers:
         if not is_container_id(container_id):
             raise StartError("Info.ContainerID must be a full container id (64 hex digits)")
         assert isinstance(container_id, str)
-        options = parse_log_options(info.get("Config"))
-        info = kept_info(info, options.values)  # the environment and command line often hold secrets
+        options = container_options(info)  # log-opts, the co.elastic.logs/ labels over them, the tag rendered
+        given, info = info, kept_info(info, options.values)  # the environment and command line often hold secrets
         if options.ships:
             validate_output(options.values)
             validate_documents(info, options.values)
@@ -158,7 +159,7 @@ class Loggers:
         fd = _open_fifo(path)
         fifo_logger = FifoLogger(path, container_id, info, options, fd)
         self.active[path] = fifo_logger
-        self.registry.save(LoggerRecord(path, info))
+        self.registry.save(LoggerRecord(path, info | tag_inputs(given)))
         self.master.send_to(Role.LOCALSTORE, _logger_started(fifo_logger))
         if options.ships:
             self.master.send_to(Role.SHIPPER, _ship_container(fifo_logger))

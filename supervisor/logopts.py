@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import re2
 
 from proto.options import SECRET_OPTIONS, LogOptionError, redacted_config, shown_value, user_regex
+from supervisor.tag import parse_tag
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -122,6 +123,38 @@ def parse_regex(value: str) -> str:
     return value
 
 
+def parse_regex_list(value: str) -> tuple[str, ...]:
+    """A comma list of RE2 regexes, split the way Filebeat's hints split one (``getStringAsList``: at every comma,
+    each item trimmed), except that ``\\,`` is a comma inside an item (``\\d{1\\,3}`` is ``\\d{1,3}``; as a regex
+    ``\\,`` and ``,`` both match a comma) and empty items are dropped (Filebeat would keep ``""``, which matches
+    every line: one stray comma in exclude_lines would drop everything)."""
+    items, current, chars = [], [], iter(value)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            current.append("," if escaped == "," else char + escaped)  # "\\,": an escaped backslash, then a separator
+        elif char == ",":
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    regexes = tuple(item.strip() for item in items if item.strip())
+    for number, regex in enumerate(regexes, 1):
+        try:
+            parse_regex(regex)
+        except ValueError as exc:
+            raise ValueError(f"(item {number}, {regex[:200]!r}) {exc}") from None
+    return regexes
+
+
+def parse_seconds(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise ValueError("must be more than 0")
+    return seconds
+
+
 def parse_url(value: str) -> str:
     parsed = urlparse(value.strip())
     if parsed.scheme not in {"http", "https", "socks5"} or not parsed.hostname:
@@ -155,6 +188,32 @@ class Option:
         return self.name in SECRET_OPTIONS
 
 
+# Processing in the shipper (issue #13), with Filebeat's names and meaning; also settable per container by the
+# co.elastic.logs/ labels (supervisor/hints.py). The README's "Processing" section says in which order they apply.
+PROCESSING_OPTIONS: tuple[Option, ...] = (
+    Option("multiline.type", one_of("pattern", "count", "while_pattern"), None,
+           "join lines into one event: pattern, count or while_pattern (pattern when only multiline.pattern is given)"),
+    Option("multiline.pattern", parse_regex, None, "RE2 regex a line is matched against (pattern, while_pattern)"),
+    Option("multiline.negate", parse_bool, False, "true: the lines NOT matching multiline.pattern are joined"),
+    Option("multiline.match", one_of("after", "before"), "after",
+           "after or before: whether joined lines follow or precede the line that starts or ends the event"),
+    Option("multiline.flush_pattern", parse_regex, None, "RE2 regex of the line that ends an event (pattern type)"),
+    Option("multiline.count_lines", parse_positive, None, "lines per event (multiline.type=count; at least 1)"),
+    Option("multiline.max_lines", parse_positive, 500, "lines one event holds at most; later lines are dropped"),
+    Option("multiline.timeout", parse_seconds, 5.0, "an open event is sent after this long without a new line"),
+    Option("json.keys_under_root", parse_bool, None,
+           "true: decoded keys at the top, not under json (any json.* option turns JSON decoding on)"),
+    Option("json.overwrite_keys", parse_bool, None, "decoded keys replace the plugin's fields of the same name"),
+    Option("json.add_error_key", parse_bool, None, "a line that is not JSON gets error.message and error.type: json"),
+    Option("json.message_key", parse_text, None, "the decoded key whose text multiline and the line filters work on"),
+    Option("json.expand_keys", parse_bool, None, "dotted decoded keys become nested objects"),
+    Option("json.ignore_decoding_error", parse_bool, None, "no error is logged for a line that is not JSON"),
+    Option("include_lines", parse_regex_list, (),
+           "ship only the events matching one of these RE2 regexes (comma list; \\, for a comma in one)"),
+    Option("exclude_lines", parse_regex_list, (),
+           "drop the events matching one of these RE2 regexes, after include_lines (comma list; \\, for a comma)"),
+)
+
 OPTIONS: tuple[Option, ...] = (
     # Docker's own keys, passed through to every plugin.
     Option("mode", one_of("blocking", "non-blocking"), "blocking", "dockerd's delivery mode (handled by dockerd)"),
@@ -167,7 +226,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("labels-regex", parse_regex, None, "container labels matching this regex (RE2 syntax, as Docker) are added"),
     Option("env", parse_list, (), "container environment variables to add (comma list; may hold secrets)"),
     Option("env-regex", parse_regex, None, "environment variables matching this regex (RE2 syntax) are added"),
-    Option("tag", parse_text, None, "Docker tag template, e.g. {{.Name}}"),
+    Option("tag", parse_tag, None, "Docker's log tag template, e.g. {{.ImageName}}/{{.Name}}; rendered into the "
+           "document's tags (see Processing)"),
     # The local store.
     Option("max-size", parse_size, 10_000_000, "rotate the local file at this size (10m)"),
     Option("max-file", parse_positive, 5, "local files kept per container, current one included"),
@@ -206,6 +266,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ssl.certificate", parse_text, None,
            "client certificate: PEM text or the path of a regular file (not a link)"),
     Option("ssl.key", parse_text, None, "client key: PEM text or the path of a regular file (not a link)"),
+    *PROCESSING_OPTIONS,
 )
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
 
@@ -215,6 +276,8 @@ class LogOptions:
     """The validated options of one logger; ``values`` holds every option, defaults filled in."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
+    # False when the container's label co.elastic.logs/enabled=false asks for local logging only (supervisor/hints.py)
+    shipping: bool = True
 
     def __repr__(self) -> str:
         # The values hold passwords and keys: a repr ends up in logs and tracebacks.
@@ -226,7 +289,7 @@ class LogOptions:
     @property
     def ships(self) -> bool:
         """Whether this container's lines go to Elasticsearch (otherwise they are only stored locally)."""
-        return bool(self.values["hosts"] or self.values["cloud_id"])
+        return self.shipping and bool(self.values["hosts"] or self.values["cloud_id"])
 
 
 def parse_log_options(config: Mapping[str, Any] | None) -> LogOptions:
@@ -277,3 +340,28 @@ def _check_combinations(values: dict[str, Any], raw: Mapping[str, Any]) -> None:
         raise LogOptionError("log-opt 'max-buffer-size' is only supported with 'mode=non-blocking'")
     if values["backoff_init"] > values["backoff_max"]:
         raise LogOptionError("log-opt 'backoff_init' must not exceed 'backoff_max'")
+    _check_multiline(values, raw)
+
+
+_PATTERN_ONLY = ("multiline.pattern", "multiline.negate", "multiline.flush_pattern")
+
+
+def _check_multiline(values: dict[str, Any], raw: Mapping[str, Any]) -> None:
+    """Filebeat's multiline combinations: an option that cannot act is refused rather than silently ignored."""
+    kind = values["multiline.type"]
+    given = sorted(name for name in raw if name.startswith("multiline."))
+    if kind is None and values["multiline.pattern"] is None:
+        if given:
+            raise LogOptionError(f"log-opt {given[0]!r} needs 'multiline.pattern' (or 'multiline.type=count')")
+        return
+    if kind == "count":
+        if values["multiline.count_lines"] is None:
+            raise LogOptionError("log-opt 'multiline.type=count' needs 'multiline.count_lines' (at least 1)")
+        wrong = [name for name in _PATTERN_ONLY if name in raw]
+        if wrong:
+            raise LogOptionError(f"log-opt {wrong[0]!r} does not apply to 'multiline.type=count'")
+        return
+    if values["multiline.pattern"] is None:
+        raise LogOptionError(f"log-opt 'multiline.type={kind}' needs 'multiline.pattern'")
+    if "multiline.count_lines" in raw:
+        raise LogOptionError("log-opt 'multiline.count_lines' applies only to 'multiline.type=count'")

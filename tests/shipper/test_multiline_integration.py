@@ -68,5 +68,5 @@ def test_filtered_lines_never_arrive_and_the_acknowledgement_passes_them(plugin:
     wait_until(lambda: es.count(INDEX) >= 50, 20, message="the INFO lines")
     wait_until(lambda: shipping(plugin).get("filtered_out_total") == 50 and shipping(plugin).get("backlog_docs") == 0,
                10, message="the DEBUG lines counted as filtered out")
-    assert set(messages(es)) == {"INFO %03d" % i for i in range(0, 100, 2)}
+    assert set(messages(es)) == {f"INFO {i:03d}" for i in range(0, 100, 2)}
     lg.stop()

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from proto.entry_pb2 import LogEntry
 from proto.framing import Position, encode_record
 from proto.messages import Records
+from shipper.documents import DocumentBuilder, container_meta
 from shipper.encoder import build_encoder, build_processor
 from shipper.feed import ContainerFeed, PendingDoc
+from shipper.index_names import IndexTemplate
 from shipper.processing import MAX_EVENT_SPAN, TIMEOUT_GRACE_NS
 from testkit.dockerd_driver import make_info
 
@@ -194,3 +196,14 @@ def test_a_restart_at_the_acknowledgement_rebuilds_the_same_documents(data: st.D
     done_ids = {d.doc_id for d in done}
     again_ids = {d.doc_id for d in again}
     assert {d.doc_id for d in docs} - done_ids <= again_ids
+
+
+def test_a_json_event_s_document_has_the_plain_document_s_fields() -> None:
+    feed = _feed(**{"json.add_error_key": True, "multiline.pattern": "^ "})
+    (doc,) = _records(feed, [_record(b"head", time_nano=5 * S), _record(b" more", time_nano=5 * S)], stopped=True)
+    info = make_info(A)
+    builder = DocumentBuilder(container_meta(info, BASE_OPTIONS, "host", "agent", "1.0"),
+                              IndexTemplate(BASE_OPTIONS["index"]))
+    body = _body(doc)
+    assert body.pop("error")["type"] == "json"  # not JSON: shipped as text, with the error asked for
+    assert body == builder.document(5 * S, "stdout", b"head\n more", multiline=True)

@@ -15,7 +15,7 @@ import re2
 
 from proto.options import LogOptionError
 from shipper import json_lines
-from shipper.documents import MULTILINE_FLAG, TRUNCATED_FLAG, DocumentBuilder, container_meta
+from shipper.documents import MULTILINE_FLAG, TRUNCATED_FLAG, DocumentBuilder, container_meta, data_stream_fields
 from shipper.index_names import IndexTemplate, check_literal_index
 from shipper.multiline import Event, Line, MultilineConfig
 from shipper.processing import LineDecoder, LineFilter, Processor
@@ -65,17 +65,11 @@ def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_na
         return Processor(multiline, line_filter, encode_event)
     config = json_config
 
-    documents = _FreshDocuments(builder)
+    documents = _JsonDocuments(builder, config, problems)
 
     def encode_json_event(event: Event) -> tuple[str, str | None, bytes]:
-        document = documents.fresh(event.time_nano, event.source, event.truncated, event.multiline)
-        noted: list[str] = []
-        document = json_lines.apply_json(document, event.text.decode("utf-8", "replace"), event.fields, event.error,
-                                         config, noted)
-        if noted and problems is not None:
-            problems.note_problems(noted)
-        index = builder.index_name(event.time_nano)
-        return index, pipeline(event.time_nano) if pipeline else None, json_lines.dumps(document)
+        index, body = documents.encode(event)
+        return index, pipeline(event.time_nano) if pipeline else None, body
 
     def decode(line: Line) -> Line:
         decoded = json_lines.decode_line(line.text, config)
@@ -89,30 +83,62 @@ def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_na
     return Processor(multiline, line_filter, encode_json_event, decoder, json_lines.join_fields)
 
 
-class _FreshDocuments:
-    """``DocumentBuilder.document`` without ``message``, made by decoding the container's constant part serialised
-    once per index: a fresh dict each time (apply_json may change any part of it) at a fifth of a deep copy's cost."""
+class _JsonDocuments:
+    """Documents of JSON events: ``DocumentBuilder.document`` without ``message``, then ``json_lines.apply_json``.
 
-    def __init__(self, builder: DocumentBuilder) -> None:
+    The container's constant part (container, host, agent, ...) is serialised once per index. When the event's
+    keys cannot meet it (none is one of its top-level names, nor starts with one when dotted keys expand), the
+    per-event fields are encoded alone and the constant bytes spliced after them, as the plain path does; otherwise
+    it is decoded into a fresh dict (apply_json may merge into any part of it) and the whole document encoded."""
+
+    def __init__(self, builder: DocumentBuilder, config: json_lines.JsonConfig,
+                 problems: json_lines.JsonProblems | None) -> None:
         self.builder = builder
-        self.templates: dict[str, bytes] = {}
+        self.config = config
+        self.problems = problems
+        self.constants: dict[str, tuple[bytes, bytes, frozenset[str]]] = {}  # index -> (serialised, tail, names)
 
-    def fresh(self, time_nano: int, source: str, truncated: bool, multiline: bool) -> dict[str, Any]:
+    def encode(self, event: Event) -> tuple[str, bytes]:
         builder = self.builder
-        index = builder.index_name(time_nano)
-        template = self.templates.get(index)
-        if template is None:
-            if len(self.templates) > 64:  # dated indices: one entry per name
-                self.templates.clear()
-            document = builder.document(time_nano, source, b"")
+        index = builder.index_name(event.time_nano)
+        constant, tail, names = self._constant(index)
+        document: dict[str, Any] = {"@timestamp": builder.timestamp(event.time_nano), "stream": event.source}
+        if event.truncated or event.multiline:
+            document["log"] = {"flags": [TRUNCATED_FLAG] * event.truncated + [MULTILINE_FLAG] * event.multiline}
+        spliced = not self._meets(event.fields, names)
+        if not spliced:
+            document.update(orjson.loads(constant))
+        noted: list[str] = []
+        document = json_lines.apply_json(document, event.text.decode("utf-8", "replace"), event.fields, event.error,
+                                         self.config, noted)
+        if noted and self.problems is not None:
+            self.problems.note_problems(noted)
+        body = json_lines.dumps(document)
+        return index, body[:-1] + tail if spliced else body
+
+    def _meets(self, fields: dict[str, Any] | None, names: frozenset[str]) -> bool:
+        if not names.isdisjoint(("json", "error")):  # custom fields under apply_json's own names: always merge
+            return True
+        if fields is None or not self.config.keys_under_root:
+            return False  # the object goes under "json"
+        if not names.isdisjoint(fields):
+            return True
+        # A dotted key becomes an object path only when expanded ("host.name" stays a key of its own otherwise).
+        return self.config.expand_keys and any(key.partition(".")[0] in names for key in fields)
+
+    def _constant(self, index: str) -> tuple[bytes, bytes, frozenset[str]]:
+        known = self.constants.get(index)
+        if known is None:
+            if len(self.constants) > 64:  # dated indices: one entry per name
+                self.constants.clear()
+            document = self.builder.document(0, "", b"")
             for key in ("@timestamp", "message", "stream"):
                 del document[key]
-            template = self.templates[index] = orjson.dumps(document)
-        fields: dict[str, Any] = {"@timestamp": builder.timestamp(time_nano), "stream": source}
-        if truncated or multiline:
-            fields["log"] = {"flags": [TRUNCATED_FLAG] * truncated + [MULTILINE_FLAG] * multiline}
-        fields.update(orjson.loads(template))
-        return fields
+            if self.builder.index_template.is_data_stream:
+                document["data_stream"] = data_stream_fields(index)
+            serialised = orjson.dumps(document)
+            known = self.constants[index] = (serialised, b"," + serialised[1:], frozenset(document))
+        return known
 
 
 def _builder(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,

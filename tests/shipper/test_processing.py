@@ -3,6 +3,7 @@ filtered events done at once, and cuts that a restarted shipper replaying the sa
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -207,3 +208,34 @@ def test_a_json_event_s_document_has_the_plain_document_s_fields() -> None:
     body = _body(doc)
     assert body.pop("error")["type"] == "json"  # not JSON: shipped as text, with the error asked for
     assert body == builder.document(5 * S, "stdout", b"head\n more", multiline=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(under_root=st.booleans(), overwrite=st.booleans(), expand=st.booleans(),
+       line=st.sampled_from([b'{"message": "hi", "level": "info", "user": {"id": 1}}',
+                             b'{"message": "hi", "container": {"name": "mine"}, "host.name": "h2"}',
+                             b'{"message": "hi", "agent": "x", "tags": ["a"], "stream": "s", "@timestamp": "t"}',
+                             b'{"message": "hi", "error": {"message": "e"}, "log": {"level": "warn"}}',
+                             b'{"message": 3}', b"not json"]))
+def test_json_documents_equal_the_plain_document_with_apply_json(under_root: bool, overwrite: bool, expand: bool,
+                                                                 line: bytes) -> None:
+    """The spliced documents (the event's keys meet none of the constant part's) and the merged ones alike are what
+    DocumentBuilder.document without message, then apply_json, make."""
+    from shipper import json_lines
+
+    options = {"json.message_key": "message", "json.keys_under_root": under_root, "json.overwrite_keys": overwrite,
+               "json.expand_keys": expand, "json.add_error_key": True}
+    feed = _feed(**options, tags=("t1",), fields=(("team", "web"),))
+    (doc,) = _records(feed, [_record(line, time_nano=5 * S)], stopped=True)
+    opts = {**BASE_OPTIONS, **options, "tags": ("t1",), "fields": (("team", "web"),)}
+    builder = DocumentBuilder(container_meta(make_info(A), opts, "host", "agent", "1.0"),
+                              IndexTemplate(BASE_OPTIONS["index"]))
+    config = json_lines.JsonConfig.from_options(opts)
+    assert config is not None
+    decoded = json_lines.decode_line(line, config)
+    expected = builder.document(5 * S, "stdout", b"")
+    del expected["message"]
+    expected = json_lines.apply_json(expected, decoded.text.decode(), decoded.fields, decoded.error, config)
+    assert _body(doc) == orjson.loads(json_lines.dumps(expected))
+    pairs = json.loads(doc.body, object_pairs_hook=lambda items: items)
+    assert len({key for key, _ in pairs}) == len(pairs), "a key written twice"

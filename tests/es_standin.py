@@ -59,8 +59,13 @@ document and the accepted compatible-with versions):
   as in ES, a ``create`` checks ``_id`` only in the write index, so an id stored before the rollover is stored
   again (reference/current/indices-rollover-index.html for the answer's fields).
 
-Not modelled: mappings (no type checks beyond ``@timestamp``), routing, versioning parameters, roles (a principal
-may write everywhere unless :meth:`EsStandin.deny_writes`), scoring.
+* Dynamic mappings (:class:`tests.es_mappings.DynamicMapping`, one per write index): a field's type comes from
+  its first value; a later document that does not fit, or that passes ``total_fields_limit`` (1000) or
+  ``depth_limit`` (20), fails per item with ES 8's 400 (``document_parsing_exception``; recorded answers in
+  ``tests/fixtures/es8/``).
+
+Not modelled: explicit mappings and date detection (tests/es_mappings.py says what is), routing, versioning
+parameters, roles (a principal may write everywhere unless :meth:`EsStandin.deny_writes`), scoring.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.es_mappings import DynamicMapping
 from tests.tls_certs import TlsFiles
 
 JsonObj = dict[str, Any]
@@ -287,6 +293,7 @@ class _Target:
     generation: int = 1
     older: list[str] = field(default_factory=list)  # backing indices rolled over, oldest first
     rolled: list[StoredDoc] = field(default_factory=list)  # their documents (seq_no keeps counting, unlike ES)
+    mapping: DynamicMapping = field(default_factory=DynamicMapping)  # the write index's (tests/es_mappings.py)
 
     def all_docs(self) -> list[StoredDoc]:
         return self.rolled + list(self.docs.values())
@@ -319,6 +326,8 @@ class EsStandin:
         cluster_name: str = "docker-cluster",
         node_name: str = "es-standin",
         port: int = 0,
+        total_fields_limit: int = 1000,
+        depth_limit: int = 20,
     ) -> None:
         """``users`` (name -> password) and ``api_keys`` (id -> key) turn security on when either is given.
 
@@ -327,11 +336,15 @@ class EsStandin:
         are searchable at once.
         ``auto_create_index``: False as ``action.auto_create_index: false`` (items for a missing target: 404).
         ``too_large``: ``"413"`` (ES's empty 413) or ``"close"`` (the connection is dropped, nothing answered).
+        ``total_fields_limit``, ``depth_limit``: ``index.mapping.total_fields.limit`` / ``.depth.limit`` of every
+        index (dynamic mappings and their refusals: tests/es_mappings.py).
         """
         if too_large not in ("413", "close"):
             raise ValueError(f"too_large must be '413' or 'close', not {too_large!r}")
         self.auto_create_index = auto_create_index
         self.too_large = too_large
+        self.total_fields_limit = total_fields_limit
+        self.depth_limit = depth_limit
         self._denied: dict[str, tuple[str, ...]] = {}  # principal -> index patterns it may not write
         self._late_answers: set[asyncio.Task[web.StreamResponse]] = set()
         self.version = version
@@ -911,6 +924,7 @@ class EsStandin:
         target.docs = {}
         target.concrete = f".ds-{stream}-{day}-{target.generation:06d}"
         target.uuid = _new_uuid()
+        target.mapping = self._new_mapping(True)  # a new backing index starts from the template again
         return {"acknowledged": True, "shards_acknowledged": True, "old_index": old, "new_index": target.concrete,
                 "rolled_over": True, "dry_run": False, "lazy": False, "conditions": {}}
 
@@ -945,8 +959,13 @@ class EsStandin:
                 target = _Target(name, f".ds-{name}-{day}-000001", _new_uuid(), True)
             else:
                 target = _Target(name, name, _new_uuid(), False)
+            target.mapping = self._new_mapping(target.data_stream)
             self._targets[name] = target
         return target
+
+    def _new_mapping(self, data_stream: bool) -> DynamicMapping:
+        return DynamicMapping(strings_as_keyword=data_stream, total_fields_limit=self.total_fields_limit,
+                              depth_limit=self.depth_limit)
 
     @staticmethod
     def _invalid_index_name(name: str) -> str | None:
@@ -1122,6 +1141,9 @@ class EsStandin:
             error = self._timestamp_error(source, source_line, doc_id)
             if error is not None:
                 return failure(400, error, target.concrete, doc_id, ran_pipeline)
+        refusal = target.mapping.admit(source, source_line, doc_id)  # parsing comes before the version check
+        if refusal is not None:
+            return failure(400, refusal, target.concrete, doc_id, ran_pipeline)
 
         existing = target.docs.get(doc_id)
         if existing is not None and op == "create":

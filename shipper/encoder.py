@@ -54,6 +54,7 @@ def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_na
     if json_config is None and multiline is None and line_filter is None:
         return None
     builder = _builder(info, options, host_name, agent_id, agent_version)
+    container = str(info.get("ContainerID") or "")[:12]
     pipeline_option = options.get("pipeline")
     pipeline = _pipeline(builder, str(pipeline_option)) if pipeline_option else None
     if json_config is None:
@@ -62,7 +63,7 @@ def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_na
                                                     event.multiline)
             return index, pipeline(event.time_nano) if pipeline else None, body
 
-        return Processor(multiline, line_filter, encode_event)
+        return Processor(multiline, line_filter, encode_event, container=container)
     config = json_config
 
     documents = _JsonDocuments(builder, config, problems)
@@ -80,7 +81,7 @@ def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_na
         return line
 
     decoder: LineDecoder = decode
-    return Processor(multiline, line_filter, encode_json_event, decoder, json_lines.join_fields)
+    return Processor(multiline, line_filter, encode_json_event, decoder, json_lines.join_fields, container)
 
 
 class _JsonDocuments:

@@ -15,12 +15,15 @@ lost to a 409. A line that still comes later than that is counted (``late_lines_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from proto.options import user_regex
 from shipper.multiline import Event, Joiner, Line, MultilineConfig, single
+
+log = logging.getLogger("elp.shipper")
 
 TIMEOUT_GRACE_NS = 3_000_000_000  # the reader's batch window (1 s at most), the local store and the fetch
 # An event open over this many records (of both streams) is ended: the acknowledgement waits at its start, so an
@@ -57,7 +60,9 @@ class Processor:
     """Turns complete lines into finished events (per stream), and finished events into kept or dropped ones."""
 
     def __init__(self, multiline: MultilineConfig | None, line_filter: LineFilter | None,
-                 encode_event: EventEncoder, decode: LineDecoder | None = None, join_fields: Any = None) -> None:
+                 encode_event: EventEncoder, decode: LineDecoder | None = None, join_fields: Any = None,
+                 container: str = "") -> None:
+        self.container = container  # for the log
         self.multiline = multiline
         self.line_filter = line_filter
         self.encode_event = encode_event
@@ -99,6 +104,12 @@ class Processor:
             flushed = self.last_flushed.pop(line.source, None)
             if flushed is not None and line.time_nano - flushed < self.timeout_ns:
                 self.late_lines_total += 1
+                if self.late_lines_total == 1:
+                    log.warning("container %s: a line came more than multiline.timeout + %d s after it was written, "
+                                "after its event was sent; it starts an event of its own (a restarted shipper may "
+                                "join it to the earlier one, and Elasticsearch would keep the earlier one). Later "
+                                "ones are counted in stats (late_lines_total)", self.container,
+                                TIMEOUT_GRACE_NS // 1_000_000_000)
         if self.multiline is None:
             return [single(line, records_seen)]
         joiner = self.joiners.get(line.source)

@@ -133,6 +133,18 @@ def test_a_quiet_container_s_event_ends_by_the_wall_clock_only_after_timeout_and
     assert _body(doc)["message"] == "Exception\n\tat a.b(C.java:1)" and not feed.group
 
 
+def test_a_line_in_time_for_an_event_the_wall_clock_already_ended_is_counted() -> None:
+    feed = _java_feed(**{"multiline.timeout": 5.0})
+    first = [_record(b"Exception", time_nano=S)]
+    _records(feed, first)
+    assert len(feed.expire(S + 5 * S + TIMEOUT_GRACE_NS)) == 1
+    # Written 4 s after "Exception" but read later than the grace: a replay would join it, so it is counted (and
+    # logged once): the one case the grace does not cover.
+    late = [_record(b"\tat a.b(C.java:1)", time_nano=5 * S)]
+    _records(feed, late, offset=len(first[0]))
+    assert feed.processor is not None and feed.processor.late_lines_total == 1
+
+
 def test_a_stopped_container_flushes_its_open_events() -> None:
     feed = _java_feed()
     docs = _records(feed, [_record(b"out"), _record(b"err", "stderr")], stopped=True)

@@ -113,6 +113,7 @@ class ContainerFeed:
         data = msg.records
         generation, base = msg.generation, msg.offset
         self.lost_files += msg.skipped_files
+        processor = self.processor
         for first, after in record_spans(data):
             start, end = (generation, base + first), (generation, base + after)
             body = data[first + HEADER_SIZE : after - HEADER_SIZE]
@@ -123,8 +124,8 @@ class ContainerFeed:
                 self.undecodable += 1
                 self.inflight[end] = True  # counted; nothing to send
                 continue
-            if self.processor is not None and not is_marker_entry(entry):
-                for event in self.processor.on_record(entry.time_nano, self.records_seen):
+            if processor is not None and not is_marker_entry(entry):
+                for event in processor.on_record(entry.time_nano, self.records_seen):
                     self._event(event, docs)
             self._add(entry, start, end, docs)
             if self.groups:
@@ -162,8 +163,11 @@ class ContainerFeed:
             return
         line = entry.line
         if not entry.partial:
-            self._complete(start, end, entry.time_nano, entry.source, line[:-1] if line.endswith(b"\n") else line,
-                           False, False, docs)
+            message = line[:-1] if line.endswith(b"\n") else line
+            if self.processor is None:  # the plain path, as direct as it was before processing
+                docs.append(self._doc(start, end, entry.time_nano, entry.source, message, False))
+            else:
+                self._complete(start, end, entry.time_nano, entry.source, message, False, False, docs)
             return
         meta = entry.partial_log_metadata
         group = self.groups.get(entry.source)

@@ -141,6 +141,12 @@ class ContainerFeed:
                     self._event(event, docs)
         return docs
 
+    def reconfigure(self, processor: Processor | None) -> list[PendingDoc]:
+        """Other processing settings: the events open under the old ones are sent as they are, then the new apply."""
+        docs = self.flush_events()
+        self.processor = processor
+        return docs
+
     def flush_events(self) -> list[PendingDoc]:
         """Every open multiline event, sent as it is (the container's processing settings change)."""
         docs: list[PendingDoc] = []
@@ -255,7 +261,7 @@ class ContainerFeed:
             start = self.joined_starts.pop(end, None)
             if start is not None:
                 self.done_spans[end] = start
-        if self.processor is not None:
+        if self.sent_events:  # events were sent (processing on, or on until a reconfigure)
             self.events_done.add(end)
             start = self.event_spans.pop(end, None)
             if start is not None:
@@ -280,8 +286,10 @@ class ContainerFeed:
             return None
         if self.groups or self.joined_starts:
             reached = min(reached, *(g.start for g in self.groups.values()), *self.joined_starts.values())
-        if self.processor is not None:
-            starts = self.processor.open_starts + self._unfinished_event_starts()
+        if self.processor is not None or self.sent_events:
+            starts = self._unfinished_event_starts()
+            if self.processor is not None:
+                starts += self.processor.open_starts
             if starts:
                 reached = min(reached, min(starts))
         if self.acked is not None and reached <= self.acked:

@@ -146,8 +146,7 @@ class ShipperProcess:
                 # Other log-opts for a container already shipping (it was started again with them): its open
                 # events are sent as they are, then the new settings apply. The same options again (the supervisor
                 # sends them at each start of the shipper) keep the events being built.
-                self._send(feed, feed.flush_events())
-                feed.processor = processor
+                self._send(feed, feed.reconfigure(processor))
                 self.json_problems[container_id] = problems
         if container_id not in self.json_problems:
             self.json_problems[container_id] = problems

@@ -94,6 +94,12 @@ def test_the_ack_never_passes_the_first_line_of_an_open_event() -> None:
     assert feed.acked == (0, offset + sum(map(len, tail)))
 
 
+def test_the_ack_stays_at_an_open_event_while_nothing_was_sent_yet() -> None:
+    feed = _feed(**{"multiline.pattern": "^ ", "exclude_lines": ("^DEBUG",)})
+    _records(feed, [_record(b"head"), _record(b"DEBUG y", "stderr"), _record(b"DEBUG z", "stderr")])
+    assert feed.advance() == (0, 0)  # "DEBUG y" is dropped, so done, but "head" before it is open
+
+
 def test_filtered_events_are_done_at_once_and_counted() -> None:
     feed = _feed(include_lines=("^ERR", "^WARN"), exclude_lines=("debug",))
     docs = _records(feed, [_record(b"INFO hello"), _record(b"ERR boom"), _record(b"WARN debug only"),
@@ -143,6 +149,18 @@ def test_a_line_in_time_for_an_event_the_wall_clock_already_ended_is_counted() -
     late = [_record(b"\tat a.b(C.java:1)", time_nano=5 * S)]
     _records(feed, late, offset=len(first[0]))
     assert feed.processor is not None and feed.processor.late_lines_total == 1
+
+
+def test_new_processing_settings_send_the_open_events_as_they_are_then_apply() -> None:
+    feed = _java_feed()
+    first = [_record(b"Exception"), _record(b"\tat a.b(C.java:1)")]
+    assert _records(feed, first) == []
+    (doc,) = feed.reconfigure(None)  # the container started again without multiline
+    assert _body(doc)["message"] == "Exception\n\tat a.b(C.java:1)"
+    (plain,) = _records(feed, [_record(b"\tat c.d(E.java:2)")], offset=sum(map(len, first)))
+    assert _body(plain)["message"] == "\tat c.d(E.java:2)"
+    feed.done(doc.end)
+    assert feed.done(plain.end) == feed.next_pos
 
 
 def test_a_stopped_container_flushes_its_open_events() -> None:

@@ -163,7 +163,9 @@ def validate_documents(info: Mapping[str, Any], options: Mapping[str, Any]) -> N
     build_encoder(info, options, "validation", "validation", "0")
     try:
         build_processor(info, options, "validation", "validation", "0")
-    except re2.error as exc:  # supervisor.logopts checks each regex first: this is a backstop
-        raise LogOptionError(f"a processing option has a regex RE2 refuses: {exc}") from None
+    except LogOptionError:
+        raise
+    except (re2.error, ValueError) as exc:  # supervisor.logopts checks these first: this is a backstop
+        raise LogOptionError(f"processing options: {exc}") from None
     if options.get("dead_letter_index") is not None:
         check_literal_index("dead_letter_index", str(options["dead_letter_index"]))

@@ -7,14 +7,16 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proto.entry_pb2 import LogEntry
 from proto.framing import Position, encode_record
 from proto.messages import Records
+from proto.options import LogOptionError
 from shipper.documents import DocumentBuilder, container_meta
-from shipper.encoder import build_encoder, build_processor
+from shipper.encoder import build_encoder, build_processor, validate_documents
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.index_names import IndexTemplate
 from shipper.processing import MAX_EVENT_SPAN, TIMEOUT_GRACE_NS
@@ -269,3 +271,10 @@ def test_json_documents_equal_the_plain_document_with_apply_json(under_root: boo
     assert _body(doc) == orjson.loads(json_lines.dumps(expected))
     pairs = json.loads(doc.body, object_pairs_hook=lambda items: items)
     assert len({key for key, _ in pairs}) == len(pairs), "a key written twice"
+
+
+def test_processing_options_that_cannot_work_fail_validation_naming_them() -> None:
+    with pytest.raises(LogOptionError, match=r"multiline\.count_lines"):
+        validate_documents(make_info(A), {**BASE_OPTIONS, "multiline.type": "count"})
+    with pytest.raises(LogOptionError, match="processing options"):
+        validate_documents(make_info(A), {**BASE_OPTIONS, "include_lines": ("(unclosed",)})

@@ -304,11 +304,13 @@ class ContainerFeed:
     def _unfinished_event_starts(self) -> list[Position]:
         """The first start of each stream's events sent and not done (done ones at the head are dropped)."""
         starts = []
-        for sent in self.sent_events.values():
+        for source, sent in list(self.sent_events.items()):
             while sent and sent[0][1] in self.events_done:
                 self.events_done.discard(sent.popleft()[1])
             if sent:
                 starts.append(sent[0][0])
+            elif len(self.sent_events) > MAX_OPEN_GROUPS:
+                del self.sent_events[source]  # bad input naming many sources: keep a few
         return starts
 
     def _outside_spans(self, reached: Position) -> Position:

@@ -30,6 +30,8 @@ TIMEOUT_GRACE_NS = 3_000_000_000  # the reader's batch window (1 s at most), the
 # event that never ends (a pattern every line matches) would hold the container's cursor for ever. Counted in
 # records, not time, so that a replay cuts at the same record.
 MAX_EVENT_SPAN = 10_000
+# dockerd writes two streams; a FIFO carrying other source names (bad input) must not hold an event per name.
+MAX_STREAMS = 4
 
 # (event) -> (index, pipeline or None, document bytes)
 EventEncoder = Callable[[Event], tuple[str, str | None, bytes]]
@@ -112,14 +114,31 @@ class Processor:
                                 TIMEOUT_GRACE_NS // 1_000_000_000)
         if self.multiline is None:
             return [single(line, records_seen)]
+        ended: list[Event] = []
         joiner = self.joiners.get(line.source)
         if joiner is None:
+            if len(self.joiners) >= MAX_STREAMS:
+                ended += self._forget_a_stream()
             joiner = self.joiners[line.source] = Joiner(self.multiline, self.join_fields)
         if line.alone:
             # A JSON line without message text: neither multiline nor the filters apply (Filebeat's documented rule).
             event = joiner.flush()
-            return [single(line, records_seen)] if event is None else [event, single(line, records_seen)]
-        return joiner.add(line, records_seen)
+            return ended + ([] if event is None else [event]) + [single(line, records_seen)]
+        return ended + joiner.add(line, records_seen)
+
+    def _forget_a_stream(self) -> list[Event]:
+        """Make room for a new stream: the one whose event opened first (or one with none open) is forgotten, its
+        event ended as it is."""
+        def opened(item: tuple[str, Joiner]) -> int:
+            return -1 if item[1].open is None else item[1].open.opened_at
+
+        source, joiner = min(self.joiners.items(), key=opened)
+        del self.joiners[source]
+        event = joiner.flush()
+        if event is None:
+            return []
+        self.span_cut_total += 1
+        return [event]
 
     def flush_all(self) -> list[Event]:
         """Every open event (the container stopped)."""

@@ -19,7 +19,7 @@ from shipper.documents import DocumentBuilder, container_meta
 from shipper.encoder import build_encoder, build_processor, validate_documents
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.index_names import IndexTemplate
-from shipper.processing import MAX_EVENT_SPAN, TIMEOUT_GRACE_NS
+from shipper.processing import MAX_EVENT_SPAN, MAX_STREAMS, TIMEOUT_GRACE_NS
 from testkit.dockerd_driver import make_info
 
 A = "a" * 64
@@ -176,6 +176,13 @@ def test_an_event_that_never_ends_is_cut_so_it_cannot_hold_the_acknowledgement_f
     docs = _records(feed, [_record(b"head")] + [_record(b" more")] * (MAX_EVENT_SPAN + 1))
     assert len(docs) == 1 and _body(docs[0])["log"] == {"flags": ["truncated", "multiline"]}
     assert feed.processor is not None and feed.processor.span_cut_total == 1
+
+
+def test_open_events_are_bounded_whatever_the_source_names() -> None:
+    feed = _feed(**{"multiline.pattern": "^ "})
+    docs = _records(feed, [_record(b"head %d" % n, f"src-{n}") for n in range(MAX_STREAMS + 2)])
+    assert [_body(d)["message"] for d in docs] == ["head 0", "head 1"]  # the oldest ones, ended as they were
+    assert feed.processor is not None and len(feed.processor.joiners) == MAX_STREAMS
 
 
 def test_json_lines_join_on_the_message_key_and_keep_their_fields() -> None:

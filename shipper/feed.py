@@ -94,6 +94,7 @@ class ContainerFeed:
     # the ends of those done but not yet at the head of their stream, and the starts of those of several records.
     sent_events: dict[str, deque[tuple[Position, Position]]] = field(default_factory=dict)
     events_done: set[Position] = field(default_factory=set)
+    event_ends: set[Position] = field(default_factory=set)  # the ends of those not done
     event_spans: dict[Position, Position] = field(default_factory=dict)
     # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
     groups: dict[str, _Group] = field(default_factory=dict)
@@ -239,6 +240,7 @@ class ContainerFeed:
         if sent is None:
             sent = self.sent_events[event.source] = deque()
         sent.append((event.start, event.end))
+        self.event_ends.add(event.end)
         if event.spans:
             self.event_spans[event.end] = event.start
         self.inflight[event.end] = False
@@ -261,7 +263,8 @@ class ContainerFeed:
             start = self.joined_starts.pop(end, None)
             if start is not None:
                 self.done_spans[end] = start
-        if self.sent_events:  # events were sent (processing on, or on until a reconfigure)
+        if self.sent_events and end in self.event_ends:  # an event's document (processing)
+            self.event_ends.discard(end)
             self.events_done.add(end)
             start = self.event_spans.pop(end, None)
             if start is not None:

@@ -44,6 +44,14 @@ def _record(line: bytes, source: str = "stdout", time_nano: int = S) -> bytes:
     return encode_record(LogEntry(source=source, time_nano=time_nano, line=line + b"\n").SerializeToString())
 
 
+def _part(line: bytes, source: str, partial_id: str, last: bool, time_nano: int) -> bytes:
+    """A part of a line dockerd split at 16 KiB (the last one ends with "\n", as the reader stores it)."""
+    entry = LogEntry(source=source, time_nano=time_nano, line=line + (b"\n" if last else b""), partial=True)
+    entry.partial_log_metadata.id = partial_id
+    entry.partial_log_metadata.last = last
+    return encode_record(entry.SerializeToString())
+
+
 def _records(feed: ContainerFeed, records: list[bytes], offset: int = 0, stopped: bool = False) -> list[PendingDoc]:
     data = b"".join(records)
     return feed.on_records(Records(A, 0, offset, 0, offset + len(data), data, 0, stopped))
@@ -205,14 +213,26 @@ LINES = [b"Exception", b"\tat a.b(C.java:1)", b"Caused by: x", b"\t... 2 more", 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_a_restart_at_the_acknowledgement_rebuilds_the_same_documents(data: st.DataObject) -> None:
-    """Random Java-ish output on two streams with random gaps; documents finished in random order; the shipper
+    """Random Java-ish output on two streams with random gaps, some lines in two parts; documents finished in random
+    order; the shipper
     restarts at the acknowledged position: every document the replay makes for an _id the first run made has the
     same content (a different one would be lost to 409), it makes no other, and it makes again every one not done."""
-    records, now = [], S
-    for _ in range(data.draw(st.integers(1, 30))):
+    records: list[bytes] = []
+    now = S
+    second_parts: dict[str, bytes] = {}  # a line dockerd split, per stream: its last part is still to come
+    for n in range(data.draw(st.integers(1, 30))):
         now += data.draw(st.sampled_from([0, S // 10, 6 * S]))  # sometimes past the 5 s timeout
-        records.append(_record(data.draw(st.sampled_from(LINES)), data.draw(st.sampled_from(["stdout", "stderr"])),
-                               now))
+        source = data.draw(st.sampled_from(["stdout", "stderr"]))
+        if source in second_parts:
+            records.append(second_parts.pop(source))
+            continue
+        line = data.draw(st.sampled_from(LINES))
+        if data.draw(st.booleans()) or len(line) < 2:
+            records.append(_record(line, source, now))
+        else:  # split in two parts, maybe with records of the other stream between them
+            records.append(_part(line[:2], source, f"p{n}", False, now))
+            second_parts[source] = _part(line[2:], source, f"p{n}", True, now)
+    records += second_parts.values()
     options = {"multiline.timeout": 5.0, "exclude_lines": ("^DEBUG",)}
     feed = _java_feed(**options)
     docs = _records(feed, records)

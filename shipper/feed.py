@@ -5,9 +5,14 @@ Records come from the local store in order. Each becomes a document, except the 
 only with parts of their own stream and partial id: dockerd copies stdout and stderr separately, so a long stdout
 line and a long stderr line may interleave, with complete lines between their parts.
 
+A container with processing options (JSON, multiline, line filters) hands each complete line to its
+``Processor`` (``shipper/processing.py``) instead, and makes a document per event it returns (a filtered one is done
+at once).
+
 The feed acknowledges a position only once every record before it is done, and never past the start of a line
-whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack, all its
-parts included (what it already has answers 409).
+or event whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack,
+all its parts included (what it already has answers 409). Nor does it stop inside a finished document of several
+records (an event or line of the other stream may start there): a restart there would send its tail again.
 """
 
 from __future__ import annotations

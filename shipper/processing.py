@@ -7,10 +7,13 @@ A container with none of these options never comes here (``ContainerFeed`` keeps
 ``time_nano`` is ``multiline.timeout`` or more after the event's last line: dockerd's clock, stored with the lines,
 so a restarted shipper replaying the same records ends the same events at the same places. While the container is
 quiet no record comes, so :meth:`Processor.expire` (the shipper's housekeeping, once a second) ends an open event
-once the wall clock is past its last line's time + timeout + :data:`TIMEOUT_GRACE`, and only when the shipper has
-read everything the local store had: a line written before the timeout may still be on its way (the reader holds a
-batch up to 1 s, then the local store, then the fetch), and had it joined on replay but not live, its text would be
-lost to a 409. A line that still comes later than that is counted (``late_lines_total``).
+once the wall clock is past its last line's time + timeout + :data:`TIMEOUT_GRACE_NS` (3 s), and only when the
+shipper has read everything the local store had: a line written before the timeout may still be on its way (the
+reader holds a batch up to 1 s, then the local store, then the fetch), and had it joined on replay but not live, its
+text would be lost to a 409. A line that still comes later than that is logged once and counted (``late_lines_total``).
+
+A stopped container's open events are sent at once (``Records.stopped``); a replay of a stopped container ends
+them at the same place.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ Latency: a writer sends lines at a steady rate, each stamped ``time_nano`` = its
 with ``flush_interval=200ms``, each in a plugin of its own (loggers with the same hosts share one bulk output and
 its flush interval).
 
+Processing (issue #13): lines/s FIFO -> ES with multiline on (Java traces of 10 lines: a tenth as many documents),
+JSON decoding on (300 B objects, keys under the root), and both (JSON lines whose message is a trace line), each
+beside the same lines shipped on the plain path (no processing option) in the same run: the ratio is the cost of
+processing alone. Clock as in P3, until the stand-in has every document but the last event (multiline keeps it
+open until its timeout).
+
     python -m bench.shipper_throughput [--lines N] [--size BYTES] [--repeat R] [--rate L/S] [--seconds S] [--smoke]
 """
 
@@ -35,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from elasticsearch import Elasticsearch, helpers
 
 from bench.reader_throughput import feed, make_stream
@@ -122,8 +129,9 @@ def bare_bulk(es: CountingEs, actions: list[dict[str, Any]]) -> float:
     return elapsed
 
 
-def plugin_shipper(plugin: RunningPlugin, es: CountingEs, stream: Path, lines: int) -> float:
-    lg = FakeLogger(plugin.client, plugin.fifo_dir, config={"hosts": es.url, "max-size": "10g"})
+def plugin_shipper(plugin: RunningPlugin, es: CountingEs, stream: Path, lines: int,
+                   options: dict[str, str] | None = None) -> float:
+    lg = FakeLogger(plugin.client, plugin.fifo_dir, config={"hosts": es.url, "max-size": "10g", **(options or {})})
     assert lg.start() == {"_status": 200}
     es.reset()
     start = time.perf_counter()
@@ -133,6 +141,80 @@ def plugin_shipper(plugin: RunningPlugin, es: CountingEs, stream: Path, lines: i
     writer.wait()
     lg.stop()
     return elapsed
+
+
+# ---------------------------------------------------------------------------------------------------- processing
+
+JAVA_PATTERN = r"^[[:space:]]+(at|\.{3})[[:space:]]+\b|^Caused by:"
+TRACE_LINES = 10
+
+
+def java_line(i: int) -> bytes:
+    """Line ``i`` of back-to-back Java traces of TRACE_LINES lines (a head, frames, a cause, "... N more")."""
+    n, k = divmod(i, TRACE_LINES)
+    if k == 0:
+        return b'Exception in thread "worker-%d" java.lang.IllegalStateException: request %08d failed' % (n % 8, n)
+    if k == TRACE_LINES - 2:
+        return b"Caused by: java.lang.NullPointerException: Cannot invoke \"String.length()\" on null"
+    if k == TRACE_LINES - 1:
+        return b"\t... %d more" % (TRACE_LINES - 3)
+    return b"\tat com.example.service.Handler%d.process(Handler%d.java:%d)" % (k, k, 40 + k)
+
+
+def json_line(i: int, message: bytes | None = None) -> bytes:
+    """A typical structured log line, about 300 B."""
+    text = message.decode() if message is not None else f"request {i:08d} served in {i % 997} ms"
+    return orjson.dumps({
+        "@timestamp": "2026-12-06T14:00:00.000Z", "log.level": "info", "logger": "com.example.service.Handler",
+        "thread": f"worker-{i % 8}", "message": text, "trace.id": trace_id(i), "user": {"id": i % 1000,
+        "name": f"user-{i % 1000}"}, "http": {"method": "GET", "status": 200, "path": f"/api/items/{i % 5000}"},
+        "duration_ms": i % 997})
+
+
+def trace_id(i: int) -> str:
+    """32 hex digits that look random, as trace ids do (a counter's zeros would be a run of digits)."""
+    return f"{(i * 0x9E3779B97F4A7C15) % (1 << 128):032x}"
+
+
+def write_stream(path: Path, lines: list[bytes]) -> None:
+    base = time.time_ns()
+    with open(path, "wb") as f:
+        for start in range(0, len(lines), 10_000):
+            f.write(b"".join(encode_frame(LogEntry(source="stdout", time_nano=base + start + i, line=line))
+                             for i, line in enumerate(lines[start:start + 10_000])))
+
+
+def processing_workloads(work: Path, lines: int) -> list[tuple[str, Path, dict[str, str], int]]:
+    """(name, stream, processing options, documents expected with them on) for the three workloads."""
+    lines -= lines % TRACE_LINES
+    multiline = {"multiline.pattern": JAVA_PATTERN, "multiline.match": "after"}
+    json_on = {"json.message_key": "message", "json.keys_under_root": "true", "json.add_error_key": "true"}
+    streams = {"multiline": [java_line(i) for i in range(lines)],
+               "json": [json_line(i) for i in range(lines)],
+               "both": [json_line(i, java_line(i)) for i in range(lines)]}
+    options = {"multiline": multiline, "json": json_on, "both": {**multiline, **json_on}}
+    docs = {"multiline": lines // TRACE_LINES, "json": lines, "both": lines // TRACE_LINES}
+    workloads = []
+    for name, content in streams.items():
+        path = work / f"{name}.bin"
+        write_stream(path, content)
+        workloads.append((name, path, options[name], docs[name]))
+    return workloads
+
+
+def processing_rows(plugin: RunningPlugin, es: CountingEs, work: Path, lines: int, repeat: int) -> None:
+    """Lines/s with each kind of processing on, beside the same lines on the plain path (same plugin, same run)."""
+    lines -= lines % TRACE_LINES
+    for name, stream, options, docs in processing_workloads(work, lines):
+        plain, processed = [], []
+        for _ in range(repeat):
+            plain.append(plugin_shipper(plugin, es, stream, lines))
+            # Every document but the last event's: multiline holds it until its timeout (or the container stops).
+            processed.append(plugin_shipper(plugin, es, stream, docs - 1, options))
+        p, q = statistics.median(plain), statistics.median(processed)
+        report("P3", f"lines/s FIFO -> ES, {name} on / plain path", f"{lines / q:,.0f}", f"{lines / p:,.0f}",
+               f"{p / q:.2f}", ">= 0.6")
+        stream.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------- latency
@@ -224,12 +306,13 @@ def main() -> None:
             del actions
             lat[None] = plugin_latency(plugin_1s, es, args.rate, args.seconds, args.size, None)
             lat["200ms"] = plugin_latency(plugin_200ms, es, args.rate, args.seconds, args.size, "200ms")
-        b, o = statistics.median(bare), statistics.median(ours)
-        print(f"shipper: {args.lines} lines of {args.size} B, median of {args.repeat}; latency at {args.rate} "
-              f"lines/s for {args.seconds:g} s; {os.cpu_count()} CPUs")
-        header()
-        report("P3", "docs/s FIFO -> ES / helpers.bulk of built docs", f"{args.lines / o:,.0f}",
-               f"{args.lines / b:,.0f}", f"{b / o:.2f}", ">= 1.5")
+            b, o = statistics.median(bare), statistics.median(ours)
+            print(f"shipper: {args.lines} lines of {args.size} B, median of {args.repeat}; latency at {args.rate} "
+                  f"lines/s for {args.seconds:g} s; {os.cpu_count()} CPUs")
+            header()
+            report("P3", "docs/s FIFO -> ES / helpers.bulk of built docs", f"{args.lines / o:,.0f}",
+                   f"{args.lines / b:,.0f}", f"{b / o:.2f}", ">= 1.5")
+            processing_rows(plugin, es, work, args.lines, args.repeat)
         for flush, name in ((None, "default 1s"), ("200ms", "200ms")):
             r = lat[flush]
             report("P5", f"line -> bulk accepted p50 ms, {args.rate} lines/s, flush {name}", f"{r['p50_ms']:.0f}")

@@ -6,7 +6,7 @@ once and, per line, only formats the timestamp, the message and the stream (this
 
 Document layout (``container.*``, ``host.name``, ``agent.*``, ``ecs.version`` as in Elastic's plugin)::
 
-    @timestamp, message, stream, log.flags (["truncated"] only for cut lines),
+    @timestamp, message, stream, log.flags (["truncated"] for cut lines, "multiline" for joined ones),
     container.{id, name, image.{name, tag, hash.all}, labels, env}, host.name,
     agent.{type, name, version, id, ephemeral_id}, ecs.version, data_stream.{type, dataset, namespace} (data
     streams only),
@@ -34,6 +34,9 @@ AGENT_TYPE = "elastic-log-driver"
 # What libbeat 8.x's processing pipeline (WithECS) stamps on every event of Elastic's plugin.
 ECS_VERSION = "8.0.0"
 TRUNCATED_FLAG = "truncated"
+MULTILINE_FLAG = "multiline"  # an event of several lines; after "truncated", in Filebeat's order
+_FLAGS = {(True, False): b',"log":{"flags":["truncated"]}', (False, True): b',"log":{"flags":["multiline"]}',
+          (True, True): b',"log":{"flags":["truncated","multiline"]}'}
 
 # Top-level names this module writes; a custom field (``fields`` option) may not take one of them, or it would
 # silently replace or merge into the plugin's own data. Names starting with "_" are ES metadata fields.
@@ -250,6 +253,7 @@ class DocumentBuilder:
 
     ``message``: the line as UTF-8 (invalid bytes replaced by U+FFFD), without its trailing "\\n", leading
     whitespace kept. ``truncated``: the shipper cut the line at its size cap; adds ``log.flags: ["truncated"]``.
+    ``multiline``: the message joins several lines; adds ``"multiline"`` to ``log.flags``.
     """
 
     def __init__(self, meta: ContainerMeta, index_template: IndexTemplate) -> None:
@@ -313,14 +317,15 @@ class DocumentBuilder:
 
     # ------------------------------------------------------------------ documents
 
-    def document(self, time_nano: int, source: str, message: bytes, truncated: bool = False) -> dict[str, Any]:
+    def document(self, time_nano: int, source: str, message: bytes, truncated: bool = False,
+                 multiline: bool = False) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "@timestamp": self.timestamp(time_nano),
             "message": _text(message),
             "stream": source,
         }
-        if truncated:
-            doc["log"] = {"flags": [TRUNCATED_FLAG]}
+        if truncated or multiline:
+            doc["log"] = {"flags": [TRUNCATED_FLAG] * truncated + [MULTILINE_FLAG] * multiline}
         # A deep copy: the caller may change the document, the builder's constant part must stay as it is.
         doc.update(copy.deepcopy(self._constant(self.index_name(time_nano))))
         return doc
@@ -330,7 +335,7 @@ class DocumentBuilder:
         return self.encode_with_index(time_nano, source, message, truncated)[1]
 
     def encode_with_index(self, time_nano: int, source: str, message: bytes,
-                          truncated: bool = False) -> tuple[str, bytes]:
+                          truncated: bool = False, multiline: bool = False) -> tuple[str, bytes]:
         """The target index (or data stream) and the encoded document."""
         index = self.index_name(time_nano)
         stream = self._streams.get(source)
@@ -340,7 +345,7 @@ class DocumentBuilder:
             message = message[:-1]
         body = (b'{"@timestamp":"' + self._timestamp(time_nano) + b'","message":'
                 + orjson.dumps(message.decode("utf-8", "replace")) + stream
-                + (b',"log":{"flags":["truncated"]}' if truncated else b"") + self._tail(index))
+                + (_FLAGS[truncated, multiline] if truncated or multiline else b"") + self._tail(index))
         return index, body
 
 

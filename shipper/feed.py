@@ -5,16 +5,21 @@ Records come from the local store in order. Each becomes a document, except the 
 only with parts of their own stream and partial id: dockerd copies stdout and stderr separately, so a long stdout
 line and a long stderr line may interleave, with complete lines between their parts.
 
+A container with processing options (JSON, multiline, line filters) hands each complete line to its
+``Processor`` (``shipper/processing.py``) instead, and makes a document per event it returns (a filtered one is done
+at once).
+
 The feed acknowledges a position only once every record before it is done, and never past the start of a line
-whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack, all its
-parts included (what it already has answers 409).
+or event whose parts are still open or on their way: a restart resumes at the first line Elasticsearch may lack,
+all its parts included (what it already has answers 409). Nor does it stop inside a finished document of several
+records (an event or line of the other stream may start there): a restart there would send its tail again.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -23,6 +28,8 @@ from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER_SIZE, Position, is_marker_entry, record_spans
 from proto.messages import Records
 from shipper.encoder import Encoder
+from shipper.multiline import Event, Line
+from shipper.processing import Processor
 
 MAX_MESSAGE = 1 << 20  # a reassembled line longer than this is cut and flagged
 # A split line still open after this many later records is sent as it is (its remaining parts make a second
@@ -81,6 +88,19 @@ class ContainerFeed:
     # The start of each split line's document not done yet, by its end: records of other lines lie between its
     # parts, so the acknowledgement must not pass its start even when they are done.
     joined_starts: dict[Position, Position] = field(default_factory=dict)
+    # Documents of more than one record that are done, start by end, while the acknowledgement is before their end:
+    # it must never stop inside one (a restart there would send its tail again as a new document).
+    done_spans: dict[Position, Position] = field(default_factory=dict)
+    # JSON, multiline, filters (None: the plain path, one document per complete line).
+    processor: Processor | None = None
+    dropped_total: int = 0  # events include_lines / exclude_lines dropped
+    # Processing: the events sent and not done, per stream in the order of their starts (an event's document is made
+    # when a later line ends it, after records of the other stream: the acknowledgement must wait at its start),
+    # the ends of those done but not yet at the head of their stream, and the starts of those of several records.
+    sent_events: dict[str, deque[tuple[Position, Position]]] = field(default_factory=dict)
+    events_done: set[Position] = field(default_factory=set)
+    event_ends: set[Position] = field(default_factory=set)  # the ends of those not done
+    event_spans: dict[Position, Position] = field(default_factory=dict)
     # The open split lines, one per stream at most (dockerd's copier finishes a line before its next on a stream).
     groups: dict[str, _Group] = field(default_factory=dict)
     id_prefix: str = field(init=False)
@@ -90,8 +110,8 @@ class ContainerFeed:
 
     @property
     def group(self) -> bool:
-        """Whether a split line is open (its document is not made yet)."""
-        return bool(self.groups)
+        """Whether a split line or a multiline event is open (its document is not made yet)."""
+        return bool(self.groups) or (self.processor is not None and bool(self.processor.open_starts))
 
     def on_records(self, msg: Records) -> list[PendingDoc]:
         """Documents for the records in ``msg``; also moves ``next_pos``."""
@@ -99,6 +119,7 @@ class ContainerFeed:
         data = msg.records
         generation, base = msg.generation, msg.offset
         self.lost_files += msg.skipped_files
+        processor = self.processor
         for first, after in record_spans(data):
             start, end = (generation, base + first), (generation, base + after)
             body = data[first + HEADER_SIZE : after - HEADER_SIZE]
@@ -109,6 +130,9 @@ class ContainerFeed:
                 self.undecodable += 1
                 self.inflight[end] = True  # counted; nothing to send
                 continue
+            if processor is not None and not is_marker_entry(entry):
+                for event in processor.on_record(entry.time_nano, self.records_seen):
+                    self._event(event, docs)
             self._add(entry, start, end, docs)
             if self.groups:
                 self._cut_stale_groups(docs)
@@ -117,7 +141,32 @@ class ContainerFeed:
         if msg.stopped:
             # The container ended in the middle of a line (its output had no final newline).
             for source in list(self.groups):
-                docs.append(self._flush_group(source))
+                self._flush_group(source, docs)
+            if self.processor is not None:  # and the events still open end with it
+                for event in self.processor.flush_all():
+                    self._event(event, docs)
+        return docs
+
+    def reconfigure(self, processor: Processor | None) -> list[PendingDoc]:
+        """Other processing settings: the events open under the old ones are sent as they are, then the new apply."""
+        docs = self.flush_events()
+        self.processor = processor
+        return docs
+
+    def flush_events(self) -> list[PendingDoc]:
+        """Every open multiline event, sent as it is (the container's processing settings change)."""
+        docs: list[PendingDoc] = []
+        if self.processor is not None:
+            for event in self.processor.flush_all():
+                self._event(event, docs)
+        return docs
+
+    def expire(self, now_ns: int) -> list[PendingDoc]:
+        """The multiline events a quiet container left open past their timeout (see shipper/processing.py)."""
+        docs: list[PendingDoc] = []
+        if self.processor is not None:
+            for event in self.processor.expire(now_ns):
+                self._event(event, docs)
         return docs
 
     def _add(self, entry: LogEntry, start: Position, end: Position, docs: list[PendingDoc]) -> None:
@@ -126,21 +175,24 @@ class ContainerFeed:
             return
         line = entry.line
         if not entry.partial:
-            docs.append(self._doc(start, end, entry.time_nano, entry.source,
-                                  line[:-1] if line.endswith(b"\n") else line, False))
+            message = line[:-1] if line.endswith(b"\n") else line
+            if self.processor is None:  # the plain path, as direct as it was before processing
+                docs.append(self._doc(start, end, entry.time_nano, entry.source, message, False))
+            else:
+                self._complete(start, end, entry.time_nano, entry.source, message, False, False, docs)
             return
         meta = entry.partial_log_metadata
         group = self.groups.get(entry.source)
         if group is not None and group.partial_id != meta.id:
             # A new line on this stream while the previous one never got its last part (e.g. dockerd restarted):
             # the previous one is as complete as it will get.
-            docs.append(self._flush_group(entry.source))
+            self._flush_group(entry.source, docs)
             group = None
         if group is None:
             if len(self.groups) >= MAX_OPEN_GROUPS:
                 oldest = min(self.groups.values(), key=lambda g: g.opened_at)
                 self.groups_cut += 1
-                docs.append(self._flush_group(oldest.source))
+                self._flush_group(oldest.source, docs)
             group = self.groups[entry.source] = _Group(meta.id, start, entry.time_nano, entry.source,
                                                        self.records_seen)
         last = meta.last
@@ -151,20 +203,55 @@ class ContainerFeed:
         group.size += len(line)
         group.end = end
         if last:
-            docs.append(self._flush_group(entry.source))
+            self._flush_group(entry.source, docs)
 
     def _cut_stale_groups(self, docs: list[PendingDoc]) -> None:
         for source, group in list(self.groups.items()):
             if self.records_seen - group.opened_at >= MAX_GROUP_SPAN:
                 self.groups_cut += 1
-                docs.append(self._flush_group(source))
+                self._flush_group(source, docs)
 
-    def _flush_group(self, source: str) -> PendingDoc:
+    def _flush_group(self, source: str, docs: list[PendingDoc]) -> None:
         group = self.groups.pop(source)
         message = b"".join(group.parts)
         self.joined_total += len(group.parts) > 1
-        self.joined_starts[group.end] = group.start
-        return self._doc(group.start, group.end, group.time_nano, group.source, message, group.size > MAX_MESSAGE)
+        self._complete(group.start, group.end, group.time_nano, group.source, message, group.size > MAX_MESSAGE,
+                       True, docs)
+
+    def _complete(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
+                  truncated: bool, spans: bool, docs: list[PendingDoc]) -> None:
+        """A complete line (``spans``: of more than one record): its document (the plain path), or on to
+        processing."""
+        if self.processor is None:
+            if spans:
+                self.joined_starts[end] = start
+            docs.append(self._doc(start, end, time_nano, source, message, truncated))
+            return
+        for event in self.processor.on_line(Line(start, end, time_nano, source, message, truncated, spans=spans),
+                                            self.records_seen):
+            self._event(event, docs)
+
+    def _event(self, event: Event, docs: list[PendingDoc]) -> None:
+        """A finished event: its document, or done at once when the filters drop it."""
+        assert self.processor is not None
+        if not self.processor.keeps(event):
+            self.dropped_total += 1
+            self.inflight[event.end] = True
+            if event.spans:
+                self.done_spans[event.end] = event.start
+            return
+        index, pipeline, body = self.processor.encode_event(event)
+        sent = self.sent_events.get(event.source)
+        if sent is None:
+            sent = self.sent_events[event.source] = deque()
+        sent.append((event.start, event.end))
+        self.event_ends.add(event.end)
+        if event.spans:
+            self.event_spans[event.end] = event.start
+        self.inflight[event.end] = False
+        self.docs_total += 1
+        docs.append(PendingDoc(self.container_id, event.end, doc_id(self.id_prefix, event.start), index, body,
+                               pipeline))
 
     def _doc(self, start: Position, end: Position, time_nano: int, source: str, message: bytes,
              truncated: bool) -> PendingDoc:
@@ -178,14 +265,22 @@ class ContainerFeed:
         if end in self.inflight:
             self.inflight[end] = True
         if self.joined_starts:
-            self.joined_starts.pop(end, None)
+            start = self.joined_starts.pop(end, None)
+            if start is not None:
+                self.done_spans[end] = start
+        if self.sent_events and end in self.event_ends:  # an event's document (processing)
+            self.event_ends.discard(end)
+            self.events_done.add(end)
+            start = self.event_spans.pop(end, None)
+            if start is not None:
+                self.done_spans[end] = start
         return self.advance()
 
     def advance(self) -> Position | None:
         """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved.
 
-        Everything before the furthest finished end is done, except the split lines still open or on their way:
-        the acknowledgement stops at the first of their starts."""
+        Everything before the furthest finished end is done, except the split lines and multiline events still
+        open or on their way: the acknowledgement stops at the first of their starts."""
         reached = self.done_to
         while self.inflight:
             first, finished = next(iter(self.inflight.items()))
@@ -199,9 +294,45 @@ class ContainerFeed:
             return None
         if self.groups or self.joined_starts:
             reached = min(reached, *(g.start for g in self.groups.values()), *self.joined_starts.values())
+        if self.processor is not None or self.sent_events:
+            starts = self._unfinished_event_starts()
+            if self.processor is not None:
+                starts += self.processor.open_starts
+            if starts:
+                reached = min(reached, min(starts))
         if self.acked is not None and reached <= self.acked:
             return None
+        if self.done_spans:
+            reached = self._outside_spans(reached)
+            if self.acked is not None and reached <= self.acked:
+                return None
         self.acked = reached
+        return reached
+
+    def _unfinished_event_starts(self) -> list[Position]:
+        """The first start of each stream's events sent and not done (done ones at the head are dropped)."""
+        starts = []
+        for source, sent in list(self.sent_events.items()):
+            while sent and sent[0][1] in self.events_done:
+                self.events_done.discard(sent.popleft()[1])
+            if sent:
+                starts.append(sent[0][0])
+            elif len(self.sent_events) > MAX_OPEN_GROUPS:
+                del self.sent_events[source]  # bad input naming many sources: keep a few
+        return starts
+
+    def _outside_spans(self, reached: Position) -> Position:
+        """``reached``, moved back to the start of any finished document it falls inside (a stream's open line or
+        event can start in the middle of the other stream's: a restart there would make the other's tail a second
+        document). Spans that end before the result are forgotten: the acknowledgement only moves forward."""
+        moved = True
+        while moved:
+            moved = False
+            for end, start in self.done_spans.items():
+                if start < reached < end:
+                    reached, moved = start, True
+        for end in [end for end in self.done_spans if end <= reached]:
+            del self.done_spans[end]
         return reached
 
     @property

@@ -32,10 +32,14 @@ from proto.paths import fetch_endpoint, is_container_id
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
 from shipper.documents import kept_info
-from shipper.encoder import Encoder, build_encoder
+from shipper.encoder import Encoder, build_encoder, build_processor
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.index_setup import IndexSetups, index_setup
+from shipper.json_lines import JsonConfig, JsonProblems
 from shipper.output import OutputConfig, make_client, output_config
+from shipper.stats import REASON_CHARS, REASONS_SHOWN, shipper_stats
+
+__all__ = ["REASONS_SHOWN", "REASON_CHARS", "ShipperProcess"]
 
 log = logging.getLogger("elp.shipper")
 
@@ -43,20 +47,15 @@ AGENT_ID_NAME = "agent-id"
 FETCH_BYTES = 1 << 20
 MAX_BACKLOG = 20_000  # documents of one container between fetch and acknowledgement
 IDLE_REPOLL = 5.0  # a stopped container is asked again this often (it may start again)
+# A fetch the local store has not answered for this long found nothing to read: only then may the wall clock end a
+# multiline event (a busy or backed-up container's records decide by their own times; see shipper/processing.py).
+QUIET_FETCH = 0.5
 FETCH_TIMEOUT = 15.0  # the local store answers every fetch within 5 s, even empty
 STATS_INTERVAL = 1.0
-# Stats show an output's most frequent failure reasons, each cut to a length (Elasticsearch writes the reasons:
-# a hostile or buggy one must not grow the reports without bound).
-REASONS_SHOWN = 20
-REASON_CHARS = 200
-ERROR_CHARS = 500
 # Containers share a bulk output (one client, shared requests) only when these options agree too.
 BULK_OPTIONS = ("bulk_max_size", "bulk_max_bytes", "flush_interval", "compression_level", "backoff_init",
                 "backoff_max", "max_retries", "dead_letter_index")
 OutputKey = tuple[OutputConfig, tuple[object, ...]]
-# Per output in stats, besides the above: what a faulty or hostile Elasticsearch made the shipper do.
-OUTPUT_COUNTERS = ("bad_answers_total", "bad_items_total", "config_fault_docs_total", "dead_letters_refused_total",
-                   "closed_requests_total", "split_total", "internal_errors_total")
 
 
 class ShipperProcess:
@@ -72,6 +71,8 @@ class ShipperProcess:
         self.idle_until: dict[str, float] = {}
         self.fetch_sent: dict[str, float] = {}
         self.ack_due: set[str] = set()
+        self.json_problems: dict[str, JsonProblems | None] = {}
+        self.feed_options: dict[str, dict[str, Any]] = {}
         self.acks_scheduled = False
         self.bad_messages = 0
         self.dealer: zmq.Socket
@@ -83,6 +84,7 @@ class ShipperProcess:
         self.housekeeping.add("re-fetching stalled containers", self._refetch_stalled)
         self.housekeeping.add("reporting stats", self._send_stats)
         self.housekeeping.add("looking for missed records", self._on_records)  # backstop for a missed edge
+        self.housekeeping.add("ending quiet multiline events", self._expire_events)
 
     async def run(self) -> ExitCode:
         _quiet_client_logs()
@@ -126,6 +128,10 @@ class ShipperProcess:
             config = output_config(options)
             encoder = self._encoder(info, options)
             setup = index_setup(options)
+            json_config = JsonConfig.from_options(options)
+            problems = JsonProblems(container_id, json_config) if json_config else None
+            processor = build_processor(info, options, socket.gethostname(), self.agent_id, _version(), problems,
+                                        self.ephemeral_id)
         except ValueError as exc:
             log.error("container %s: cannot ship: %s", container_id[:12], exc)
             return
@@ -138,10 +144,19 @@ class ShipperProcess:
             log.info("shipping to %s", config.describe())
         feed = self.feeds.get(container_id)
         if feed is None:
-            feed = ContainerFeed(container_id, encoder)
+            feed = ContainerFeed(container_id, encoder, processor=processor)
             self.feeds[container_id] = feed
         else:
             feed.encode = encoder
+            if options != self.feed_options.get(container_id):
+                # Other log-opts for a container already shipping (it was started again with them): its open
+                # events are sent as they are, then the new settings apply. The same options again (the supervisor
+                # sends them at each start of the shipper) keep the events being built.
+                self._send(feed, feed.reconfigure(processor))
+                self.json_problems[container_id] = problems
+        if container_id not in self.json_problems:
+            self.json_problems[container_id] = problems
+        self.feed_options[container_id] = options
         self.feed_output[container_id] = key
         self.setups.ensure(container_id, bulk.client, setup, (options["backoff_init"], options["backoff_max"]))
         self.idle_until.pop(container_id, None)
@@ -256,8 +271,30 @@ class ShipperProcess:
             self.idle_until.pop(feed.container_id, None)
             self.fetch_sent.pop(feed.container_id, None)
             self.setups.forget(feed.container_id)
+            self.json_problems.pop(feed.container_id, None)
+            self.feed_options.pop(feed.container_id, None)
             (self.config_dir / f"{feed.container_id}.json").unlink(missing_ok=True)
             log.debug("container %s: stopped and fully shipped", feed.container_id[:12])
+
+    def _expire_events(self) -> None:
+        """End the multiline events of quiet containers (their timeout passed and no record comes to end them)."""
+        now = time.monotonic()
+        now_ns = time.time_ns()
+        for feed in list(self.feeds.values()):
+            if feed.processor is None or not feed.fetching:
+                continue
+            if now - self.fetch_sent.get(feed.container_id, now) >= QUIET_FETCH:
+                self._send(feed, feed.expire(now_ns))
+
+    def _send(self, feed: ContainerFeed, docs: list[PendingDoc]) -> None:
+        bulk = self.outputs.get(self.feed_output.get(feed.container_id))  # type: ignore[arg-type]
+        if docs and bulk is not None:
+            bulk.add(docs)
+        if feed.advance() is not None:  # filtered-out events are done at once
+            self.ack_due.add(feed.container_id)
+            if not self.acks_scheduled:
+                self.acks_scheduled = True
+                asyncio.get_running_loop().call_soon(self._send_acks)
 
     def _refetch_idle(self) -> None:
         now = time.monotonic()
@@ -336,48 +373,8 @@ class ShipperProcess:
             log.error("dropped a malformed message (%s); later ones are only counted in stats", exc)
 
     def _send_stats(self) -> None:
-        totals: dict[str, int] = {}
-        outputs = []
-        for bulk in self.outputs.values():
-            for name, value in bulk.counters.items():
-                totals[name] = totals.get(name, 0) + value
-            outputs.append({"output": bulk.name, "reachable": bulk.reachable, "queued": len(bulk.queue),
-                            "in_flight": bulk.in_flight, "last_error": bulk.last_error[:ERROR_CHARS],
-                            "request_errors_total": bulk.counters["request_errors_total"],
-                            "failed_by_reason": _top_reasons(bulk.failed_reasons), "config_fault": bulk.config_fault,
-                            "parked": len(bulk.parked),
-                            **{name: bulk.counters[name] for name in OUTPUT_COUNTERS}})
-        counters: dict[str, Any] = {
-            "queued": sum(len(b.queue) for b in self.outputs.values()),
-            "in_flight": sum(b.in_flight for b in self.outputs.values()),
-            "shipped_total": totals.get("shipped_total", 0),
-            "duplicates_total": totals.get("duplicates_total", 0),
-            "retried_total": totals.get("retried_total", 0),
-            "failed_total": totals.get("failed_total", 0),
-            "dead_lettered_total": totals.get("dead_lettered_total", 0),
-            "bad_messages_total": self.bad_messages,
-            "housekeeping_errors_total": self.housekeeping.errors_total,
-            **self.setups.stats(),
-        }
-        per_container = {
-            cid: {"backlog_docs": f.backlog, "docs_total": f.docs_total, "joined_total": f.joined_total,
-                  "lost_files_total": f.lost_files, "acked": list(f.acked) if f.acked else None}
-            for cid, f in self.feeds.items()
-        }
+        counters, per_container, outputs = shipper_stats(self)
         self.control.report(counters, per_container, outputs)
-
-
-def _top_reasons(reasons: dict[str, int]) -> dict[str, int]:
-    """The most frequent failure reasons, each cut short; the rest summed under "(other reasons)"."""
-    ranked = sorted(reasons.items(), key=lambda item: -item[1])
-    shown: dict[str, int] = {}
-    for reason, count in ranked[:REASONS_SHOWN]:
-        key = reason[:REASON_CHARS]
-        shown[key] = shown.get(key, 0) + count
-    rest = sum(count for _, count in ranked[REASONS_SHOWN:])
-    if rest:
-        shown["(other reasons)"] = rest
-    return shown
 
 
 def _quiet_client_logs() -> None:

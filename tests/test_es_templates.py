@@ -3,8 +3,6 @@ the answers of Elasticsearch 8 kept in tests/fixtures/es8/."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +10,10 @@ import pytest
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from tests.es_standin import EsStandin
+from tests.test_es_standin import assert_like_recorded
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "es8"
 POLICY = {"phases": {"hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb", "max_age": "30d"}}}}}
-
-
-def shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(v) for v in value[:1]]
-    return type(value).__name__
-
-
-def assert_like_recorded(name: str, answer: Any, status: int) -> None:
-    fixture = json.loads((FIXTURES / f"{name}.json").read_text())
-    assert status == fixture["http_status"]
-    assert shape(answer) == shape(fixture["answer"])
-    if "reason_pattern" in fixture:
-        assert re.fullmatch(fixture["reason_pattern"], answer["error"]["reason"]), answer["error"]["reason"]
 
 
 @pytest.fixture

@@ -103,3 +103,12 @@ def install_plugin(engine: DockerEngine, ref: str, data_source: Path) -> None:
     engine.docker("plugin", "install", "--grant-all-permissions", "--disable", ref, f"data.source={data_source}",
                   timeout=300, check=True)
     engine.docker("plugin", "enable", "--timeout", "0", ref, timeout=120, check=True)
+
+
+def remove_containers_and_plugin(engine: DockerEngine, names: list[str], ref: str) -> None:
+    """A test's containers first (a plugin in use cannot be removed), then the plugin it installed."""
+    for name in names:
+        engine.docker("rm", "-f", name, timeout=60)
+    names.clear()
+    engine.docker("plugin", "disable", "-f", ref, timeout=60)
+    engine.docker("plugin", "rm", "-f", ref, timeout=60)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.docker_fixtures import ROOT, SCRIPTS, run_script, unavailable
 from tests.e2e.conftest import DockerEngine, new_name
-from tests.e2e.registry_kit import Registry, install_plugin, registry  # noqa: F401 - fixture
+from tests.e2e.registry_kit import Registry, install_plugin, registry, remove_containers_and_plugin  # noqa: F401 - registry is a fixture
 
 ROOTFS = ROOT / "build" / "plugin-arm64" / "rootfs"
 
@@ -93,8 +93,4 @@ def test_arm64_plugin_builds_imports_and_logs(docker_engine: DockerEngine, busyb
         logs = docker_engine.docker("logs", name, timeout=120)  # ReadLogs
         assert logs.stdout == "".join(f"{i}\n" for i in range(1, 101)), logs.stderr
     finally:
-        for name in names:
-            docker_engine.docker("rm", "-f", name, timeout=60)
-        names.clear()
-        docker_engine.docker("plugin", "disable", "-f", ref, timeout=60)
-        docker_engine.docker("plugin", "rm", "-f", ref, timeout=60)
+        remove_containers_and_plugin(docker_engine, names, ref)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.docker_fixtures import LOCAL_BASE_IMAGE
 from tests.e2e.conftest import DockerEngine, new_name, wait_until
-from tests.e2e.registry_kit import Registry, install_plugin, push_plugin, registry  # noqa: F401 - fixture
+from tests.e2e.registry_kit import Registry, install_plugin, push_plugin, registry, remove_containers_and_plugin  # noqa: F401 - registry is a fixture
 from tests.es_standin import EsStandin
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
@@ -41,8 +41,4 @@ def test_push_install_and_log(docker_engine: DockerEngine, busybox_image: str, r
         installed = docker_engine.docker("plugin", "inspect", "-f", "{{.PluginReference}}", ref, check=True)
         assert installed.stdout.strip() == ref
     finally:
-        for name in names:
-            docker_engine.docker("rm", "-f", name, timeout=60)
-        names.clear()
-        docker_engine.docker("plugin", "disable", "-f", ref, timeout=60)
-        docker_engine.docker("plugin", "rm", "-f", ref, timeout=60)
+        remove_containers_and_plugin(docker_engine, names, ref)

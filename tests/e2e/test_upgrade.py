@@ -18,7 +18,14 @@ import time
 from pathlib import Path
 
 from tests.e2e.conftest import DockerEngine, new_name, wait_until
-from tests.e2e.registry_kit import Registry, install_plugin, push_again, push_plugin, registry  # noqa: F401
+from tests.e2e.registry_kit import (  # noqa: F401 - registry is a fixture
+    Registry,
+    install_plugin,
+    push_again,
+    push_plugin,
+    registry,
+    remove_containers_and_plugin,
+)
 
 # 20 lines a second, numbered, forever (the container's own pacing, not a synchronisation).
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"
@@ -74,8 +81,4 @@ def test_upgrade_keeps_every_line_of_a_running_container(docker_engine: DockerEn
         reference = docker_engine.docker("plugin", "inspect", "-f", "{{.PluginReference}}", old, check=True)
         assert reference.stdout.strip() == new
     finally:
-        for name in names:
-            docker_engine.docker("rm", "-f", name, timeout=60)
-        names.clear()
-        docker_engine.docker("plugin", "disable", "-f", old, timeout=60)
-        docker_engine.docker("plugin", "rm", "-f", old, timeout=60)
+        remove_containers_and_plugin(docker_engine, names, old)

@@ -5,7 +5,7 @@ joins the ``json.message_key`` texts, the filters see the joined text, and :func
 decoded object into the document (libbeat ``reader/readjson/json.go`` ``decode`` and ``MergeJSONFields``,
 ``common/jsontransform`` ``WriteJSONKeys`` and ``expandFields``).
 
-Where this differs from Filebeat, and why (docs/processing-json.md has the user's view):
+Where this differs from Filebeat, and why (docs/json-logs.md has the user's view):
 
 - ``message`` is the ``message_key``'s text when there is one (a string), else absent, as Filebeat has it when the
   key is ``message`` and the keys are under the root; we write it for any key name and also under ``json``, so that

@@ -109,13 +109,27 @@ def index_setup(options: Mapping[str, Any]) -> IndexSetup | None:
                              "'setup.template.pattern' (or setup.template.enabled=false)")
     if pattern != pattern.lower():
         raise LogOptionError(f"log-opt 'setup.template.pattern': {pattern!r} must be lower case, as index names")
+    _check_name("setup.template.name", name)
     policy = None
     if options.get("setup.ilm.enabled"):
         if index.has_date:
             raise LogOptionError("log-opt 'setup.ilm.enabled': the index rolls over by size and age, so 'index' "
                                  f"must hold no date ({str(options['index'])!r})")
         policy = str(options.get("setup.ilm.policy_name") or "elastic-logging-plugin")
+        _check_name("setup.ilm.policy_name", policy)
     return IndexSetup(name, pattern, policy)
+
+
+# What Elasticsearch refuses in an index template's or an ILM policy's name (MetadataIndexTemplateService and
+# LifecyclePolicy validation): upper case, a leading "_", and these characters.
+_BAD_NAME_CHARS = frozenset(' \t\n\\/*?"<>|,#')
+
+
+def _check_name(option: str, name: str) -> None:
+    bad = sorted(_BAD_NAME_CHARS & set(name))
+    if name != name.lower() or name.startswith("_") or bad:
+        raise LogOptionError(f"log-opt {option!r}: {name[:100]!r} is not a name Elasticsearch accepts (lower case, "
+                             "not starting with '_', none of the characters space \\ / * ? \" < > | , #)")
 
 
 def check_pattern(setup: IndexSetup | None, index_name: str) -> None:

@@ -157,6 +157,8 @@ def parse_seconds(value: str) -> float:
 
 
 def parse_url(value: str) -> str:
+    if any(char.isspace() for char in value.strip()):
+        raise ValueError("is not a URL (e.g. http://proxy:3128): it holds a space")
     parsed = urlparse(value.strip())
     if parsed.scheme not in {"http", "https", "socks5"} or not parsed.hostname:
         raise ValueError("is not a URL (e.g. http://proxy:3128)")

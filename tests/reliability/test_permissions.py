@@ -23,11 +23,19 @@ from tests.reliability.conftest import FigureTable, scale
 INDEX = "logs-docker-default"
 
 
-def _entries(root: Path) -> Iterator[Path]:
-    yield root
+def _entries(root: Path) -> Iterator[tuple[Path, os.stat_result, bytes]]:
+    """Every entry with its mode and (for a regular file) its content. A logger record that dockerd's StopLogging
+    removes while the scan runs (``docker logs`` of a stopped container starts and stops a logger) is skipped."""
+    paths = [root]
     for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            yield Path(folder) / name
+        paths.extend(Path(folder) / name for name in dirs + files)
+    for path in paths:
+        try:
+            mode = path.lstat()
+            content = _content(path) if stat.S_ISREG(mode.st_mode) else b""
+        except FileNotFoundError:
+            continue
+        yield path, mode, content
 
 
 def _content(path: Path) -> bytes:
@@ -67,11 +75,11 @@ def test_the_data_dir_is_private_and_holds_no_secret(docker_engine: DockerEngine
     root = docker_plugin.store_dir
     assert list(root.glob("containers/*/container.log.*.gz")), "the scan must cover gzipped rotations"
     entries = list(_entries(root))
-    open_to_others = [f"{p.relative_to(root.parent)} {stat.filemode(p.lstat().st_mode)}" for p in entries
-                      if p.lstat().st_mode & 0o077]
+    open_to_others = [f"{p.relative_to(root.parent)} {stat.filemode(mode.st_mode)}" for p, mode, _ in entries
+                      if mode.st_mode & 0o077]
     secrets = (env_secret, args_secret, local_secret)
-    holding = [f"{p.relative_to(root.parent)}: {s}" for p in entries if p.is_file() and not p.is_symlink()
-               for s in secrets if s.encode() in _content(p)]
+    holding = [f"{p.relative_to(root.parent)}: {s}" for p, _, content in entries for s in secrets
+               if s.encode() in content]
     asked_in_docs = all(d["container"].get("env") == {"APP_MODE": asked} for d in docs)
     figures.add("R13", f"entries under the data dir open to group or others (of {len(entries)})",
                 len(open_to_others), "0", not open_to_others)

@@ -17,11 +17,12 @@ import json
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import DockerEngine, Plugin, new_name, wait_until
+from tests.e2e.conftest import DockerEngine, new_name, wait_until
 from tests.e2e.registry_kit import (  # noqa: F401 - registry is a fixture
     Registry,
     install_plugin,
     push_again,
+    push_plugin,
     registry,
     remove_containers_and_plugin,
 )
@@ -42,12 +43,11 @@ def numbers(engine: DockerEngine, name: str) -> list[int]:
     return [int(line) for line in logs.stdout.splitlines()]
 
 
-def test_upgrade_keeps_every_line_of_a_running_container(docker_engine: DockerEngine, docker_plugin: Plugin,
-                                                         busybox_image: str, registry: Registry,  # noqa: F811
+def test_upgrade_keeps_every_line_of_a_running_container(docker_engine: DockerEngine, busybox_image: str,
+                                                         registry: Registry,  # noqa: F811
                                                          names: list[str], tmp_path: Path) -> None:
-    # docker_plugin: build/plugin holds this tree's plugin (the session's build); pushed twice, as two versions.
     old, new = registry.ref("elp-up:1"), registry.ref("elp-up:2")
-    push_again(docker_engine, old)
+    push_plugin(docker_engine, old)
     push_again(docker_engine, new)
     data = tmp_path / "data"
     install_plugin(docker_engine, old, data)

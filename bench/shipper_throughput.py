@@ -66,8 +66,8 @@ INDEX = "logs-docker-default"
 class CountingEs:
     """``bench._counting_es`` in a child process."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench._counting_es"], cwd=ROOT,
+    def __init__(self, port: int = 0) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench._counting_es", "--port", str(port)], cwd=ROOT,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -213,7 +213,9 @@ class BulkShipper:
         body = _body(batch)
         headers = {"content-type": NDJSON, "accept": ACCEPT}
         if self.level:
-            body = gzip.compress(body, self.level)
+            # In a worker thread: zlib releases the GIL, so the loop makes the next documents meanwhile (gzip was
+            # a fifteenth of the shipper's time on the loop).
+            body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, self.level)
             headers["content-encoding"] = "gzip"
         try:
             resp = await self.client.perform_request("PUT", "/_bulk", headers=headers, body=body)
@@ -281,10 +283,12 @@ class BulkShipper:
                            self.name)
         left = Left()
         fault = None
+        created = 0
+        finished = self.finished
         for doc, result in zip(batch, results, strict=True):
             if result.verdict is Verdict.CREATED:
-                self.counters["shipped_total"] += 1
-                self.finished(doc)
+                created += 1  # counted once per answer: a Counter update per document was measurable
+                finished(doc)
             elif result.verdict is Verdict.DUPLICATE:
                 self.counters["duplicates_total"] += 1
                 self.finished(doc)
@@ -301,6 +305,7 @@ class BulkShipper:
                 left.wait.append(doc)
             else:
                 self._fail(doc, result.reason, result.detail)
+        self.counters["shipped_total"] += created
         if fault is not None:
             self._config_faulty(fault.reason, fault.detail)
         elif not (self.parked and self.config_fault):  # others ship while parked ones still wait: no news
@@ -373,12 +378,20 @@ class BulkShipper:
 
 
 def _body(batch: list[PendingDoc]) -> bytes:
-    out = bytearray()
+    """The NDJSON bulk body: a ``create`` action line and the document per document, joined once."""
+    heads: dict[str, bytes] = {}  # index -> the action line up to the id (a batch has one index, or a few)
+    parts: list[bytes] = []
+    append = parts.append
     for doc in batch:
-        out += b'{"create":{"_index":' + orjson.dumps(doc.index) + b',"_id":"' + doc.doc_id.encode() + b'"'
+        head = heads.get(doc.index)
+        if head is None:
+            head = heads[doc.index] = b'{"create":{"_index":' + orjson.dumps(doc.index) + b',"_id":"'
+        append(head)
+        append(doc.doc_id.encode())
         if doc.pipeline:
-            out += b',"pipeline":' + orjson.dumps(doc.pipeline)
-        out += b"}}\n"
-        out += doc.body
-        out += b"\n"
-    return bytes(out)
+            append(b'","pipeline":' + orjson.dumps(doc.pipeline) + b"}}\n")
+        else:
+            append(b'"}}\n')
+        append(doc.body)
+        append(b"\n")
+    return b"".join(parts)

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from shipper.answers import Verdict, read_answer
-from shipper.bulk import _body
+from shipper.bulk_body import bulk_body as _body
 from shipper.feed import PendingDoc
 
 

@@ -38,6 +38,9 @@ class ItemResult:
     detail: str = ""  # the error's reason text, bounded
 
 
+CREATED = ItemResult(Verdict.CREATED)  # frozen: one shared instance for every created document
+
+
 class BadAnswer(Exception):
     """The answer as a whole cannot be matched to the request (the message says why, briefly)."""
 
@@ -52,6 +55,8 @@ def read_answer(batch: Sequence[PendingDoc], body: Any) -> tuple[list[ItemResult
         raise BadAnswer("a bulk answer without an item list")
     if len(items) != len(batch):
         raise BadAnswer(f"a bulk answer with {len(items)} items for {len(batch)} documents")
+    if _all_created_in_order(batch, items):
+        return [CREATED] * len(batch), False
     results = [_result(item) for item in items]
     ids = [_item_id(item) for item in items]
     if all(got == doc.doc_id for got, doc in zip(ids, batch, strict=True)):
@@ -61,6 +66,21 @@ def read_answer(batch: Sequence[PendingDoc], body: Any) -> tuple[list[ItemResult
     if len(by_id) != len(batch) or any(doc.doc_id not in by_id for doc in batch):
         raise BadAnswer("a bulk answer whose item ids do not match the documents sent")
     return [by_id[doc.doc_id] for doc in batch], True
+
+
+def _all_created_in_order(batch: Sequence[PendingDoc], items: list[Any]) -> bool:
+    """The usual answer, checked in one tight pass (the general one below was a tenth of the shipper's time): every
+    item is ``{action: {"_id": <the document's id>, "status": 200|201, ...}}``, in request order."""
+    for item, doc in zip(items, batch, strict=True):
+        if type(item) is not dict or len(item) != 1:
+            return False
+        for inner in item.values():
+            if type(inner) is not dict or inner.get("_id") != doc.doc_id:
+                return False
+            status = inner.get("status")
+            if type(status) is not int or status not in (200, 201):  # not bool, not 200.0: the general path judges
+                return False
+    return True
 
 
 def _item_id(item: Any) -> str | None:
@@ -85,7 +105,7 @@ def _result(item: Any) -> ItemResult:
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         return ItemResult(Verdict.BAD, f"item status {_short(repr(status), 20)}")
     if status in (200, 201):
-        return ItemResult(Verdict.CREATED)
+        return CREATED
     if status == 409:
         return ItemResult(Verdict.DUPLICATE)
     error = result.get("error")

@@ -334,6 +334,21 @@ class DocumentBuilder:
         """``orjson.dumps(self.document(...))`` in meaning, built from pre-serialised parts."""
         return self.encode_with_index(time_nano, source, message, truncated)[1]
 
+    def encode_line(self, time_nano: int, source: str, message: bytes, truncated: bool) -> tuple[str, bytes]:
+        """:meth:`encode_with_index` for the plain path, which runs per line: ``message`` is already without its
+        "\n" (the feed strips it once), there is no multiline flag, and the parts are joined in one go."""
+        index = self.index_name(time_nano) if self.index_template.has_date else self._index
+        tail = self._tails.get(index) or self._tail(index)
+        stream = self._streams.get(source)
+        if stream is None:
+            stream = self._streams[source] = b',"stream":' + orjson.dumps(source)
+        second, nanos = divmod(time_nano, _NS_PER_S)
+        if second != self._second:
+            self._timestamp(time_nano)  # renews the cached date and time of day
+        return index, b"".join((b'{"@timestamp":"', self._prefix, b"%09dZ" % nanos, b'","message":',
+                                orjson.dumps(message.decode("utf-8", "replace")), stream,
+                                _FLAGS[True, False] if truncated else b"", tail))
+
     def encode_with_index(self, time_nano: int, source: str, message: bytes,
                           truncated: bool = False, multiline: bool = False) -> tuple[str, bytes]:
         """The target index (or data stream) and the encoded document."""

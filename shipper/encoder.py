@@ -30,8 +30,10 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
     builder = _builder(info, options, host_name, agent_id, agent_version, agent_ephemeral_id)
     pipeline_option = options.get("pipeline")
     if not pipeline_option:
+        encode_line = builder.encode_line
+
         def encode(time_nano: int, source: str, message: bytes, truncated: bool) -> tuple[str, str | None, bytes]:
-            index, body = builder.encode_with_index(time_nano, source, message, truncated)
+            index, body = encode_line(time_nano, source, message, truncated)
             return index, None, body
 
         return encode
@@ -39,7 +41,7 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
 
     def encode_with_pipeline(time_nano: int, source: str, message: bytes,
                              truncated: bool) -> tuple[str, str | None, bytes]:
-        index, body = builder.encode_with_index(time_nano, source, message, truncated)
+        index, body = builder.encode_line(time_nano, source, message, truncated)
         return index, pipeline(time_nano), body
 
     return encode_with_pipeline

@@ -40,7 +40,7 @@ MAX_GROUP_SPAN = 10_000
 MAX_OPEN_GROUPS = 4
 
 
-@dataclass
+@dataclass(slots=True)  # one per line on the hot path: slots make it cheaper to build and read
 class PendingDoc:
     """One document on its way to Elasticsearch."""
 
@@ -120,22 +120,36 @@ class ContainerFeed:
         generation, base = msg.generation, msg.offset
         self.lost_files += msg.skipped_files
         processor = self.processor
+        # The plain path's per-line work is inlined below (one document per complete line of a named stream):
+        # it runs for every line, and calls and lookups were a fifth of the shipper's time (issue 15).
+        from_string, encode, inflight, prefix = LogEntry.FromString, self.encode, self.inflight, self.id_prefix
+        made = 0
         for first, after in record_spans(data):
             start, end = (generation, base + first), (generation, base + after)
             body = data[first + HEADER_SIZE : after - HEADER_SIZE]
             self.records_seen += 1
             try:
-                entry = LogEntry.FromString(body)
+                entry = from_string(body)
             except DecodeError:
                 self.undecodable += 1
-                self.inflight[end] = True  # counted; nothing to send
+                inflight[end] = True  # counted; nothing to send
                 continue
-            if processor is not None and not is_marker_entry(entry):
-                for event in processor.on_record(entry.time_nano, self.records_seen):
-                    self._event(event, docs)
-            self._add(entry, start, end, docs)
+            if processor is None and entry.source and not entry.partial:  # never a marker: those have no source
+                line = entry.line
+                index, pipeline, doc = encode(entry.time_nano, entry.source,
+                                              line[:-1] if line[-1:] == b"\n" else line, False)
+                inflight[end] = False
+                made += 1
+                docs.append(PendingDoc(self.container_id, end, f"{prefix}{start[0]:x}.{start[1]:x}", index, doc,
+                                       pipeline))
+            else:
+                if processor is not None and not is_marker_entry(entry):
+                    for event in processor.on_record(entry.time_nano, self.records_seen):
+                        self._event(event, docs)
+                self._add(entry, start, end, docs)
             if self.groups:
                 self._cut_stale_groups(docs)
+        self.docs_total += made
         self.next_pos = (msg.next_generation, msg.next_offset)
         self.stopped = msg.stopped
         if msg.stopped:
@@ -262,6 +276,12 @@ class ContainerFeed:
 
     def done(self, end: Position) -> Position | None:
         """A document is in Elasticsearch (or given up on); returns a new position to acknowledge, if any."""
+        self.mark_done(end)
+        return self.advance()
+
+    def mark_done(self, end: Position) -> None:
+        """``done`` without moving the acknowledgement: the shipper finishes a whole bulk answer's documents, then
+        calls ``advance`` once per container (advancing per document was a twentieth of its time)."""
         if end in self.inflight:
             self.inflight[end] = True
         if self.joined_starts:
@@ -274,7 +294,6 @@ class ContainerFeed:
             start = self.event_spans.pop(end, None)
             if start is not None:
                 self.done_spans[end] = start
-        return self.advance()
 
     def advance(self) -> Position | None:
         """Drop the finished head of ``inflight``; the new position to acknowledge, if it moved.
@@ -348,5 +367,6 @@ def id_prefix(container_id: str) -> str:
 def doc_id(prefix: str, start: Position) -> str:
     """Deterministic ``_id`` of the document starting at ``start``: a retry or a replay after a restart sends the
     same id, and ``create`` answers 409 instead of indexing the line twice. The container's hashed prefix, then the
-    position in hex: no hashing per document (it was a tenth of the shipper's time)."""
+    position in hex: no hashing per document (it was a tenth of the shipper's time). ``on_records`` inlines this
+    format on the plain path: change both together."""
     return f"{prefix}{start[0]:x}.{start[1]:x}"

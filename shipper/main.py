@@ -222,7 +222,7 @@ class ShipperProcess:
         feed = self.feeds.get(doc.container_id)
         if feed is None:
             return
-        feed.done(doc.end)
+        feed.mark_done(doc.end)  # _send_acks advances it, once per container and loop turn
         # One acknowledgement per container and loop turn, not one per document.
         self.ack_due.add(feed.container_id)
         if not self.acks_scheduled:
@@ -236,6 +236,7 @@ class ShipperProcess:
             feed = self.feeds.get(container_id)
             if feed is None:
                 continue
+            feed.advance()
             if feed.acked is not None and feed.acked != feed.acked_sent:
                 self._ack(feed, feed.acked)
                 feed.acked_sent = feed.acked

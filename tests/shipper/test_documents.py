@@ -312,3 +312,17 @@ def test_changing_a_document_does_not_change_the_next() -> None:
     first["agent"].clear()
     assert b.document(T0, "stdout", b"x")["container"]["labels"] == {"app": "web"}
     assert orjson.loads(b.encode(T0, "stdout", b"x"))["agent"]["type"] == "elastic-log-driver"
+
+
+@given(lines=st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1) | st.integers(T0, T0 + 3 * 10**9),
+                                st.sampled_from(["stdout", "stderr", "odd \"stream\""]),
+                                st.binary(max_size=100), st.booleans()), min_size=1, max_size=8),
+       which=st.integers(0, len(_BUILDERS) - 1))
+def test_encode_line_is_encode_with_index_byte_for_byte(lines: list[tuple[int, str, bytes, bool]], which: int) -> None:
+    # The plain path's encode_line (message already without its "\n", caches shared with the other encoders, lines
+    # out of time order) makes exactly the bytes of encode_with_index.
+    b = _BUILDERS[which]
+    for time_nano, source, message, truncated in lines:
+        stripped = message[:-1] if message.endswith(b"\n") else message
+        assert b.encode_line(time_nano, source, stripped, truncated) == b.encode_with_index(time_nano, source,
+                                                                                         message, truncated)

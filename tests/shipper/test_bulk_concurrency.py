@@ -1,0 +1,27 @@
+"""Two bulk requests of an output in flight at once: a slow one does not hold up the next (issue 15: with one, the
+shipper idled while Elasticsearch handled each request)."""
+
+from __future__ import annotations
+
+from shipper.bulk import SENDERS
+from tests.es_standin import EsStandin
+from tests.shipper.bulk_harness import INDEX, all_finished, make_docs, ship
+
+
+def test_the_next_bulk_goes_while_one_is_held() -> None:
+    assert SENDERS >= 2
+    with EsStandin() as es:
+        hold = es.hold_next(1, path="_bulk")
+        # bulk_max_size 50: the first request (documents 0-49) is held; the second carries 50-99 meanwhile.
+        run = ship(es, make_docs(100), lambda r: len(r.finished) >= 50)
+        assert set(run.finished) == {(0, i + 1) for i in range(50, 100)}
+        assert run.bulk.in_flight == 50 and es.count(INDEX) == 50
+        hold.release()
+
+
+def test_every_document_once_with_several_senders() -> None:
+    with EsStandin() as es:
+        es.delay_next(0.2, count=3, path="_bulk")
+        run = ship(es, make_docs(500), all_finished(500))
+        assert max(run.finished.values()) == 1 and len(run.finished) == 500
+        assert es.count(INDEX) == 500 and run.bulk.counters["shipped_total"] == 500

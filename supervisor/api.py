@@ -20,7 +20,7 @@ from proto.messages import MAX_CONTROL_MESSAGE, ReadRequest
 from proto.options import LogOptionError
 from proto.paths import is_container_id
 from supervisor.children import Role
-from supervisor.readhandoff import MAX_READS, ReadHandoffs
+from supervisor.readhandoff import MAX_READS
 from supervisor.stats import ProcessSampler, collect, prometheus
 from supervisor.timeparse import parse_go_time
 
@@ -38,7 +38,6 @@ READ_FLUSH_WAIT = 0.1
 
 SUPERVISOR_KEY = web.AppKey("supervisor", object)
 SAMPLER_KEY = web.AppKey("sampler", object)
-READS_KEY = web.AppKey("reads", ReadHandoffs)
 
 
 class BadRequest(ValueError):
@@ -48,7 +47,6 @@ class BadRequest(ValueError):
 def make_app(supervisor: Supervisor) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SUPERVISOR_KEY] = supervisor
-    app[READS_KEY] = ReadHandoffs(lambda container_id: supervisor.loggers.follow(container_id, -1))
     app.router.add_post("/Plugin.Activate", activate)
     app.router.add_post("/LogDriver.Capabilities", capabilities)
     app.router.add_post("/LogDriver.StartLogging", start_logging)
@@ -179,7 +177,7 @@ def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
 async def read_logs(request: web.Request) -> web.StreamResponse:
     sup = _supervisor(request)
     read = _read_request(await _body(request), sup)
-    reads = request.app[READS_KEY]
+    reads = sup.reads
     if not _localstore_running(sup):
         return web.json_response({"Err": "the local store is not running; try again in a moment"}, status=503)
     if reads.full():

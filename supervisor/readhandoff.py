@@ -45,7 +45,7 @@ class ReadHandoffs:
         self.refused_total += 1
         if self.refused_total == 1:
             log.error("%d docker logs streams are open; more are refused until some end (counted in "
-                      "reads_refused_total)", MAX_READS)
+                      "read_streams_refused_total)", MAX_READS)
         return True
 
     def hand_over(self, transport: asyncio.Transport, read: ReadRequest,

@@ -10,6 +10,11 @@ file of the whole size), served by ``ReadLogsStream`` into a socketpair whose ot
 
 * ``--tail 100``: from the request to the last frame (EOF on the peer), fresh ``LocalStore`` each time; median of
   20. Reference: open the file, walk 100 records back from its end, read them (no socket, no event loop).
+* ``--tail 100`` through the real plugin (testkit: supervisor, local store) on the same store, asked over its unix
+  socket as dockerd asks: what the plugin adds to the store's own read (HTTP, validation, handing the connection
+  to the store); reference: the store alone (the row above), median of 20. For information, the whole of what
+  dockerd asks for ``docker logs`` of a stopped container: StartLogging of a temporary logger, the ReadLogs,
+  StopLogging.
 * full replay: lines/s; reference: read the same file in 1 MiB chunks and split the records (no decode).
 * ``--tail 100`` over a rotated, compressed store (10m x 5, compress): the current file holds 50 records, so
   half the tail comes from ``container.log.1.gz`` (gunzipped into a scratch file first), for information.
@@ -40,6 +45,8 @@ from localstore.store import LocalStore
 from proto.entry_pb2 import LogEntry
 from proto.framing import HEADER, HEADER_SIZE, encode_record, record_boundary_after
 from proto.messages import ReadRequest
+from testkit.dockerd_driver import FakeLogger
+from testkit.plugin import start_plugin
 
 CID = "0123456789abcdef" * 4
 FIFO = "bench-fifo"
@@ -184,6 +191,33 @@ def serve(data_dir: Path, tail: int, expected: int) -> tuple[float, int]:
     return result["end"] - started[0], int(result["bytes"])
 
 
+def plugin_tail(base: Path, tail: int) -> dict[str, float]:
+    """The real plugin (supervisor and local store, testkit) on ``base``/data, asked over its unix socket what
+    dockerd asks for ``docker logs --tail`` of a stopped container: StartLogging of a temporary logger (a FIFO that
+    never carries a line), ReadLogs with ``tail``, StopLogging. Median seconds of each step and of the whole."""
+    plugin = start_plugin(base, {"LOG_LEVEL": "info"})
+    steps: dict[str, list[float]] = {"start": [], "read": [], "stop": [], "all": []}
+    try:
+        for _ in range(TAIL_RUNS):
+            temporary = FakeLogger(plugin.client, plugin.fifo_dir, container_id=CID)
+            os.mkfifo(temporary.path, 0o700)
+            temporary.fd = os.open(temporary.path, os.O_RDWR)
+            t0 = time.perf_counter()
+            reply = plugin.client.call("/LogDriver.StartLogging", {"File": str(temporary.path),
+                                                                   "Info": temporary.info})
+            t1 = time.perf_counter()
+            got = sum(1 for _ in plugin.client.read_logs(temporary.info, tail=tail))
+            t2 = time.perf_counter()
+            temporary.stop()
+            t3 = time.perf_counter()
+            assert reply == {"_status": 200} and got == tail, (reply, got, tail)
+            for key, seconds in (("start", t1 - t0), ("read", t2 - t1), ("stop", t3 - t2), ("all", t3 - t0)):
+                steps[key].append(seconds)
+    finally:
+        plugin.stop(30)
+    return {key: statistics.median(values) for key, values in steps.items()}
+
+
 def bare_tail(path: Path, tail: int) -> tuple[float, int]:
     """Open, walk ``tail`` records back from the end, read them: (seconds, records)."""
     start = time.perf_counter()
@@ -296,8 +330,8 @@ def main() -> None:
             unrotated.append(raw_write(work, plan, 0, 0))
         a_ours, a_ref, a_plain = (statistics.median(x) for x in (ours, ref, unrotated))
 
-        # One store for the read figures: rotation off, one file of the whole size.
-        single = work / "single"
+        # One store for the read figures: rotation off, one file of the whole size (where the plugin finds it).
+        single = work / "plugin" / "data"
         assert build_store(single, plan, StoreOptions(max_size=0)) == lines
         log_file = single / "containers" / CID / "container.log"
         frames = sum(HEADER_SIZE + n for n in _last_sizes(log_file, TAIL))
@@ -305,6 +339,7 @@ def main() -> None:
         assert all(b == frames for _, b in tails), (frames, tails[0])
         t_ours = statistics.median(t for t, _ in tails)
         t_ref = statistics.median(bare_tail(log_file, TAIL)[0] for _ in range(TAIL_RUNS))
+        t_plugin = plugin_tail(single.parent, TAIL)
         replays, bare = [], []
         for _ in range(args.repeat):
             seconds, sent = serve(single, -1, total - lines * HEADER_SIZE)
@@ -314,7 +349,7 @@ def main() -> None:
             assert count == lines + 1  # and the generation record that opens every stored file
             bare.append(seconds)
         r_ours, r_ref = statistics.median(replays), statistics.median(bare)
-        shutil.rmtree(single)
+        shutil.rmtree(single.parent)
 
         # A rotated, compressed store whose current file holds 50 records: the tail reaches into a .gz.
         packed = work / "packed"
@@ -335,6 +370,12 @@ def main() -> None:
         report("store", "  os.write, no rotation (info)", "-", f"{total / a_plain / mb:,.0f}")
         report("P6", f"store --tail {TAIL} ms, one {total / (1 << 20):,.0f} MiB file / bare walk back",
                f"{t_ours * 1e3:.2f}", f"{t_ref * 1e3:.2f}", f"{t_ours / t_ref:.2f}", "<= 50 ms")
+        report("P6", f"plugin ReadLogs --tail {TAIL} ms over its socket / store alone",
+               f"{t_plugin['read'] * 1e3:.2f}", f"{t_ours * 1e3:.2f}", f"{t_plugin['read'] / t_ours:.2f}")
+        report("P6", "  StartLogging + ReadLogs + StopLogging ms (stopped container, info)",
+               f"{t_plugin['all'] * 1e3:.2f}")
+        report("P6", "  of which StartLogging, StopLogging ms (info)",
+               f"{t_plugin['start'] * 1e3:.2f}, {t_plugin['stop'] * 1e3:.2f}")
         report("P6", "store full replay lines/s / bare read+split", f"{lines / r_ours:,.0f}", f"{lines / r_ref:,.0f}",
                f"{r_ref / r_ours:.2f}", ">= 0.5")
         report("P6", f"store --tail {TAIL} ms, 10m x 5 gz (info)", f"{t_gz * 1e3:.2f}")

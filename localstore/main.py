@@ -210,10 +210,11 @@ class LocalStoreProcess:
             self.stop.set()
 
     def _dispatch_control(self, msg: object, fds: list[int]) -> None:
-        if isinstance(msg, ReadRequest) and len(fds) == 1 and is_container_id(msg.container_id):
+        if isinstance(msg, ReadRequest) and len(fds) == 2 and is_container_id(msg.container_id):
+            # dockerd's connection (the supervisor wrote the response head), and a pipe to close when done.
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
-            task = asyncio.create_task(self._serve_read(msg, sock))
+            task = asyncio.create_task(self._serve_read(msg, sock, fds[1]))
             self.streams.add(task)
             task.add_done_callback(self.streams.discard)
             return
@@ -233,7 +234,7 @@ class LocalStoreProcess:
         else:
             self._bad_message(MessageError(f"unexpected {type(msg).__name__} on the control path"))
 
-    async def _serve_read(self, request: ReadRequest, sock: socket.socket) -> None:
+    async def _serve_read(self, request: ReadRequest, sock: socket.socket, done: int) -> None:
         self.store.counters.read_streams += 1
         self.store.counters.read_streams_total += 1
         stream = ReadLogsStream(self.store, request, sock)
@@ -245,7 +246,8 @@ class LocalStoreProcess:
             log.exception("ReadLogs for container %s failed", request.container_id[:12])
         finally:
             self.store.counters.read_streams -= 1
-            sock.close()
+            _end_response(sock)
+            os.close(done)  # tells the supervisor the stream ended
 
     # --- housekeeping: what the store does on its own, beside the main loop ----------------------------------------
 
@@ -316,3 +318,12 @@ class LocalStoreProcess:
             },
             self.store.per_container(),
         )
+
+
+def _end_response(sock: socket.socket) -> None:
+    """The body is close-delimited: a FIN ends it, even while a child forked just now still holds a copy."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # dockerd already left
+    sock.close()

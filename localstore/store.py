@@ -40,6 +40,17 @@ _INFO_JSON_KEYS = ("ContainerID", "ContainerName", "ContainerImageID", "Containe
                    "ContainerLabels", "DaemonName", "Config")
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """A durable write costs two fsyncs, and dockerd starts a logger (same Info) for every ``docker logs`` of a
+    stopped container: its ReadRequest, next on our loop, would wait for them."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass  # not there yet, or unreadable: write it
+    write_bytes(path, data)
+
+
 def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
     """dockerd's Info for info.json, without what may hold other people's secrets: the environment and the
     command line are left out, and the log-opts (Config) keep their secrets masked (only the shipper needs them,
@@ -193,7 +204,7 @@ class LocalStore:
         self.closed_fifos.discard(fifo)
         try:
             clog.folder.mkdir(parents=True, exist_ok=True)
-            write_bytes(clog.folder / INFO_NAME, json.dumps(_without_secrets(info), sort_keys=True).encode())
+            _write_if_changed(clog.folder / INFO_NAME, json.dumps(_without_secrets(info), sort_keys=True).encode())
         except OSError as exc:
             log.error("container %s: cannot write %s: %s", container_id[:12], clog.folder / INFO_NAME, exc)
 

@@ -12,8 +12,9 @@ Two channels carry them, both as msgpack maps that always hold ``kind`` and ``v`
   inherited at fork. The supervisor keeps no ZeroMQ context (it forks readers; a forking process must stay
   free of threads), so it talks to its children here: ``ChildStats`` and ``StatsPart`` up (the first also the
   heartbeat), and ``LoggerStarted``, ``LoggersSynced`` and ``ReadRequest`` down to the local store,
-  ``ShipContainer`` down to the shipper, ``Followers`` down to a reader. A ``ReadRequest`` carries a file
-  descriptor (``SCM_RIGHTS``): the local store writes the ReadLogs frame stream into it.
+  ``ShipContainer`` down to the shipper, ``Followers`` down to a reader. A ``ReadRequest`` carries two file
+  descriptors (``SCM_RIGHTS``): dockerd's connection, into which the local store writes the ReadLogs frames (the
+  supervisor wrote the HTTP response head), and a pipe's write end the store closes when the stream ended.
 
 Also here: the exit codes every child leaves with, which the supervisor acts on.
 """
@@ -171,7 +172,8 @@ class LoggersSynced(Message):
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest(Message):
-    """supervisor -> local store, with one file descriptor attached: a ``docker logs`` request.
+    """supervisor -> local store, with two file descriptors attached (dockerd's connection, then the pipe that tells
+    the end of the stream): a ``docker logs`` request.
 
     Times are Unix nanoseconds, 0 meaning no bound; ``tail`` < 0 means everything. ``open_fifos`` are the
     container's loggers still running when the request arrived: a follow ends once all of them closed and

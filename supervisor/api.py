@@ -1,8 +1,8 @@
 """The plugin's HTTP API on the unix socket: what dockerd calls, and /stats for operators.
 
 Handlers validate, hand the work to the ``Supervisor`` and return a JSON object; errors are ``{"Err": ...}``.
-StopLogging answers at once and never fails (dockerd leaks the FIFO otherwise). ReadLogs relays the frame stream
-the local store writes into a socketpair.
+StopLogging answers at once and never fails (dockerd leaks the FIFO otherwise). ReadLogs is validated here, then
+dockerd's connection is handed to the local store, which writes the frames into it (readhandoff.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -20,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from proto.messages import MAX_CONTROL_MESSAGE, ReadRequest
 from proto.options import LogOptionError
 from proto.paths import is_container_id
+from supervisor.children import Role
+from supervisor.readhandoff import MAX_READS
 from supervisor.stats import ProcessSampler, collect, prometheus
 from supervisor.timeparse import parse_go_time
 
@@ -32,9 +33,6 @@ MAX_BODY = 1 << 20
 # The Info travels in one control message (a SOCK_SEQPACKET datagram, bounded by the socket buffer) to the local
 # store, and again with the log-opts to the shipper: half the message bound leaves room for both.
 MAX_INFO = MAX_CONTROL_MESSAGE // 2
-RELAY_CHUNK = 256 * 1024
-# How often an idle ReadLogs relay checks that dockerd is still there.
-RELAY_IDLE_CHECK = 1.0
 # How long a plain `docker logs` of a running container waits for its readers' open batches to be stored.
 READ_FLUSH_WAIT = 0.1
 
@@ -179,52 +177,34 @@ def _read_request(body: dict[str, Any], sup: Supervisor) -> ReadRequest:
 async def read_logs(request: web.Request) -> web.StreamResponse:
     sup = _supervisor(request)
     read = _read_request(await _body(request), sup)
+    reads = sup.reads
+    if not _localstore_running(sup):
+        return web.json_response({"Err": "the local store is not running; try again in a moment"}, status=503)
+    if reads.full():
+        return web.json_response({"Err": f"{MAX_READS} docker logs streams are open; try again when one ended"},
+                                 status=503)
     # A running container's readers hold up to a second of lines in open batches (see workers/main.py): told of
     # the read, they send them at once; give that the moment it takes to be stored, so that `docker logs` shows
     # everything written before it was asked (a follower would get those lines anyway, a moment later).
     told = sup.loggers.follow(read.container_id, +1)
+    handed = False
     try:
         if told and not read.follow:
             await asyncio.sleep(READ_FLUSH_WAIT)
-        return await _serve_read(request, sup, read)
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            handed = reads.hand_over(transport, read, sup.send_to_localstore)
     finally:
-        sup.loggers.follow(read.container_id, -1)
+        if not handed:  # else the follower count drops when the store ends the stream
+            sup.loggers.follow(read.container_id, -1)
+    # The connection is the local store's now (or dockerd left): aiohttp finds its transport closed and writes
+    # nothing of this.
+    return web.StreamResponse()
 
 
-async def _serve_read(request: web.Request, sup: Supervisor, read: ReadRequest) -> web.StreamResponse:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sent = sup.send_to_localstore(read, (theirs.fileno(),))
-    finally:
-        theirs.close()
-    if not sent:
-        ours.close()
-        return web.json_response({"Err": "the local store is not running; try again in a moment"}, status=503)
-    response = web.StreamResponse(headers={"Content-Type": "application/x-json-stream"})
-    try:
-        await response.prepare(request)  # dockerd waits for the headers before it reads anything
-        await _relay(request, ours, response)
-    except (ConnectionResetError, BrokenPipeError):
-        pass  # docker logs went away; closing our end tells the local store
-    finally:
-        ours.close()
-    return response
-
-
-async def _relay(request: web.Request, sock: socket.socket, response: web.StreamResponse) -> None:
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    while True:
-        try:
-            data = await asyncio.wait_for(loop.sock_recv(sock, RELAY_CHUNK), RELAY_IDLE_CHECK)
-        except TimeoutError:
-            if request.transport is None or request.transport.is_closing():
-                return
-            continue
-        if not data:
-            await response.write_eof()
-            return
-        await response.write(data)
+def _localstore_running(sup: Supervisor) -> bool:
+    child = sup.services[Role.LOCALSTORE].child
+    return child is not None and child.outbox is not None
 
 
 async def stats(request: web.Request) -> web.Response:

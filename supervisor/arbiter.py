@@ -40,6 +40,7 @@ from supervisor.datadir_marker import check_data_dir
 from supervisor.loggers import FifoLogger, Loggers
 from supervisor.outbox import Outbox
 from supervisor.permissions import private_data_dir
+from supervisor.readhandoff import ReadHandoffs
 from supervisor.settings import PluginSettings
 from supervisor.spawn import fork_child, run_child
 from supervisor.stats import protobuf_backend
@@ -78,6 +79,7 @@ class Supervisor:
         self.stopping = False
         self.started_at = time.monotonic()
         self.loggers = Loggers(self, config.data_dir, config.fifo_dir)
+        self.reads = ReadHandoffs(lambda container_id: self.loggers.follow(container_id, -1))  # ReadLogs streams
         # The tick's steps: a bug or an OS error in one is logged and retried, and never ends the plugin (PID 1).
         self.housekeeping = Periodic(log, TICK)
         self.housekeeping.add("reaping children", self.reap_children)

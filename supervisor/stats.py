@@ -121,6 +121,9 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         "restarts": sum(svc.restarts for svc in sup.services.values()) + sum(lg.restarts for lg in
                                                                          sup.loggers.active.values()),
         "hung_killed_total": sup.watchdog.killed_total,
+        "read_streams": len(sup.reads.active),
+        "read_streams_total": sup.reads.total,
+        "read_streams_refused_total": sup.reads.refused_total,
         "housekeeping_errors_total": sup.housekeeping.errors_total,
         **sampler.sample(os.getpid()),
     }

@@ -166,7 +166,7 @@ class ReaderProcess:
         if self.eof:
             closed = LoggerClosed(self.spec.container_id, self.batcher.fifo, self.decoder.counters.lines,
                                   self.decoder.discarded_frames)
-            sender.queue(closed.encode(), self.batcher.next_seq, 0, closing=True)
+            sender.queue(closed.frames(), self.batcher.next_seq, 0, closing=True)
         self._flush(dealer)
         self._send_stats()
         counters = self.decoder.counters
@@ -275,7 +275,7 @@ class ReaderProcess:
     def _queue_batch(self) -> None:
         batch = self.batcher.take()
         if batch is not None:
-            self.sender.queue(batch.encode(), batch.seq + batch.count, batch.count)
+            self.sender.queue(batch.frames(), batch.seq + batch.count, batch.count)
 
     def _flush(self, dealer: zmq.Socket) -> None:
         """At exit: give the local store a bounded time to confirm what is left."""

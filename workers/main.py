@@ -24,6 +24,10 @@ log = logging.getLogger("elp.reader")
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 STATS_INTERVAL = 1.0
+# A report is due every STATS_INTERVAL, give or take STATS_SLACK: any wake-up from STATS_SLACK before that sends it,
+# and only STATS_SLACK after it does the reader wake up for it alone. So a quiet reader's report rides on its
+# batch's wake-up instead of costing one more (reports stay 0.5 to 1.5 s apart; the heartbeat allows 10 s).
+STATS_SLACK = 0.5
 # A read this big means the container is writing fast: read again at once.
 BUSY_READ = 64 * 1024
 # Pausing reads for less than this saves nothing.
@@ -33,6 +37,8 @@ MIN_PAUSE = 0.005
 # a slow disk; once the store has confirmed nothing for a while (stuck), the oldest batch is dropped and counted
 # instead: a dead consumer must never block the container. See workers/delivery.py.
 PENDING_MAX_BYTES = 64 << 20
+# Above this much unconfirmed, an acknowledgement wakes the reader at once (to free memory early).
+ACK_WAKE_BYTES = 4 << 20
 CLOSE_DEADLINE_MS = 5000
 HOLD_BACK_CHECK = 0.1
 # How long a batch stays open. Each batch costs a few wake-ups across the reader, the local store and the shipper,
@@ -81,6 +87,7 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
+        self.wakeups = 0  # turns of the main loop: what a quiet container costs (stats: wakeups_total)
         self.control = ControlChannel(spec.control, "reader", log)
 
     def run(self) -> ExitCode:
@@ -123,8 +130,9 @@ class ReaderProcess:
         next_stats = time.monotonic()
         watching_fifo = False
         while True:
+            self.wakeups += 1
             now = time.monotonic()
-            if now >= next_stats:
+            if now >= next_stats - STATS_SLACK:
                 self._send_stats()
                 next_stats = now + STATS_INTERVAL
                 if os.getppid() != self.parent:
@@ -138,9 +146,13 @@ class ReaderProcess:
                 else:
                     poller.unregister(fd)
                 watching_fifo = want_fifo
-            poller.register(dealer, zmq.POLLIN | (zmq.POLLOUT if sender.wants_to_send else 0))
+            # Acknowledgements are taken at every wake-up (sender.receive below); one wakes the reader only when it
+            # makes room (held back) or the sender holds much: otherwise a quiet container's every batch would
+            # cost a wake-up more, for nothing.
+            wake_on_ack = held_back or sender.held_bytes >= ACK_WAKE_BYTES
+            poller.register(dealer, (zmq.POLLIN if wake_on_ack else 0) | (zmq.POLLOUT if sender.wants_to_send else 0))
             left = self.batcher.time_left(now)
-            timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
+            timeout = min(next_stats + STATS_SLACK - now, left if left is not None else STATS_INTERVAL)
             if not want_fifo and not self.stopping:
                 timeout = min(timeout, self.fifo_resume_at - now)
             if held_back:
@@ -152,7 +164,9 @@ class ReaderProcess:
                 _drain(wake_r)
             if control.fileno() in events and not self._read_control():
                 poller.unregister(control)  # the supervisor is gone: the getppid check above ends the loop
-            if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
+            # The FIFO's pause ended (the timeout that woke us): read now rather than turn once more to poll it.
+            resumed = not watching_fifo and not held_back and time.monotonic() >= self.fifo_resume_at
+            if events.get(fd) or resumed or self.batcher.due(time.monotonic()) or self.stopping:
                 was_empty = not self.batcher.count
                 self._read_available()
                 self._plan_next_read(opened=was_empty and self.batcher.count > 0)
@@ -305,6 +319,7 @@ class ReaderProcess:
                 "unconfirmed_bytes": self.sender.held_bytes,
                 "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
                 "batch_window_ms": round(self.batcher.max_wait * 1000),
+                "wakeups_total": self.wakeups,
             },
         )
 

@@ -87,6 +87,7 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
+        self.rested = False  # the FIFO was left alone for FOLLOW_WAIT after a quiet batch left (see below)
         self.wakeups = 0  # turns of the main loop: what a quiet container costs (stats: wakeups_total)
         self.control = ControlChannel(spec.control, "reader", log)
 
@@ -171,7 +172,9 @@ class ReaderProcess:
                 self._read_available()
                 self._plan_next_read(opened=was_empty and self.batcher.count > 0)
             if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
+                size = len(self.batcher.records)
                 self._queue_batch()
+                self._rest_after_quiet_batch(size)
             sender.receive()
             sender.resend_if_stalled()
             sender.send()
@@ -258,6 +261,7 @@ class ReaderProcess:
         quiet container costs one wake-up per batch instead of one per line, and a busy one is never left blocked
         on a full pipe."""
         now = time.monotonic()
+        rested, self.rested = self.rested, False
         interval = max(now - self.last_read_at, 0.001)
         rate = self.read_bytes / interval
         self.last_read_at = now
@@ -269,9 +273,10 @@ class ReaderProcess:
         if rate > 0:
             # Not past the point where the pipe could fill, nor where the batch grows big enough to leave early.
             pause = min(pause, (self.pipe_size / 2) / rate, self.batcher.missing_for_short_wait() / rate)
-        if opened:
+        if opened and not rested:
             # The first lines after a quiet spell say nothing of the rate to come (a burst may follow): look again
-            # soon, then pause by the rate measured over that moment.
+            # soon, then pause by the rate measured over that moment. After a rest (below) the rate was measured
+            # over the rest already.
             pause = min(pause, self.spec.follow_wait)
         self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
@@ -285,6 +290,18 @@ class ReaderProcess:
                 self.decoder.discarded_frames,
                 self.decoder.discarded_bytes,
             )
+
+    def _rest_after_quiet_batch(self, size: int) -> None:
+        """A quiet batch just left at its deadline: leave the FIFO alone for FOLLOW_WAIT, then read what came
+        meanwhile and pause by the rate seen over that rest. Without it, the next line wakes the reader at once
+        and a look FOLLOW_WAIT later follows (the burst check of _plan_next_read): one wake-up more per batch.
+        Not while followed (the window is FOLLOW_WAIT itself) nor when busy (read again at once)."""
+        follow = self.spec.follow_wait
+        if (self.busy or self.eof or self.stopping or self.batcher.max_wait <= follow
+                or size >= self.batcher.min_bytes):
+            return
+        self.fifo_resume_at = time.monotonic() + follow
+        self.rested = True
 
     def _queue_batch(self) -> None:
         batch = self.batcher.take()

@@ -24,9 +24,10 @@ log = logging.getLogger("elp.reader")
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 STATS_INTERVAL = 1.0
-# A report is due every STATS_INTERVAL, give or take STATS_SLACK: any wake-up from STATS_SLACK before that sends it,
-# and only STATS_SLACK after it does the reader wake up for it alone. So a quiet reader's report rides on its
-# batch's wake-up instead of costing one more (reports stay 0.5 to 1.5 s apart; the heartbeat allows 10 s).
+# A report is due every STATS_INTERVAL, give or take STATS_SLACK: any wake-up from STATS_SLACK before that with no
+# batch in flight sends it, and only STATS_SLACK after it does the reader wake up for it alone. So a quiet reader's
+# report rides on a batch's wake-up instead of costing one more (reports stay 0.5 to 1.5 s apart; the heartbeat
+# allows 10 s).
 STATS_SLACK = 0.5
 # A read this big means the container is writing fast: read again at once.
 BUSY_READ = 64 * 1024
@@ -133,12 +134,6 @@ class ReaderProcess:
         while True:
             self.wakeups += 1
             now = time.monotonic()
-            if now >= next_stats - STATS_SLACK:
-                self._send_stats()
-                next_stats = now + STATS_INTERVAL
-                if os.getppid() != self.parent:
-                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
-                    self.stopping = True
             held_back = sender.holding_back(now)
             want_fifo = now >= self.fifo_resume_at and not self.stopping and not held_back
             if want_fifo != watching_fifo:
@@ -178,6 +173,15 @@ class ReaderProcess:
             sender.receive()
             sender.resend_if_stalled()
             sender.send()
+            now = time.monotonic()
+            # Report when nothing is in flight (a batch just sent would count as unconfirmed, and a reader killed
+            # now would be charged for lines the store has: lines_lost_in_crashes), or once overdue.
+            if now >= next_stats + STATS_SLACK or (now >= next_stats - STATS_SLACK and not sender.unacked):
+                self._send_stats()
+                next_stats = now + STATS_INTERVAL
+                if os.getppid() != self.parent:
+                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
+                    self.stopping = True
             if self.eof or self.stopping:
                 break
         if self.eof:

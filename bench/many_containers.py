@@ -15,7 +15,11 @@ Both are measured the same way: user+system CPU seconds (psutil, every process o
 starts after a warm-up, divided by the window (cores) and by the lines the feeder wrote in it (CPU s per
 million lines).
 
-    python -m bench.many_containers [--window S] [--warmup S] [--only p9|scaling] [--smoke]
+    python -m bench.many_containers [--window S] [--warmup S] [--only p9|scaling] [--store-only]
+                                    [--counts 1,10,100[,1000]] [--smoke]
+
+``--store-only`` keeps only the rows that store locally (no shipping), for the reader -> local store path alone;
+``--counts`` sets the container counts of the scaling rows (1000 needs about 6 GB for the readers).
 """
 
 from __future__ import annotations
@@ -201,13 +205,19 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=15.0, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds fed before measuring")
     parser.add_argument("--only", choices=("p9", "scaling"))
+    parser.add_argument("--store-only", action="store_true", help="only rows that keep lines in the local store")
+    parser.add_argument("--counts", default="1,10,100", help="container counts of the scaling rows")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, only to show it still runs")
     args = parser.parse_args()
+    counts = [int(n) for n in args.counts.split(",")]
     p9 = [Load(100, rate, 100, ships) for rate in (100, 10) for ships in (False, True)]
     # The same total volume spread over 1, 10, 100 containers: 10k lines/s of 100 B, 2.5k lines/s of 4 KiB.
-    scaling = [Load(n, total / n, size) for size, total in ((100, 10_000), (4096, 2_500)) for n in (1, 10, 100)]
+    scaling = [Load(n, total / n, size, not args.store_only) for size, total in ((100, 10_000), (4096, 2_500))
+               for n in counts]
+    if args.store_only:
+        p9 = [load for load in p9 if not load.ships]
     if args.smoke:
-        args.window, args.warmup, p9, scaling = 2.0, 1.0, [Load(10, 100, 100)], []
+        args.window, args.warmup, p9, scaling = 2.0, 1.0, [Load(10, 100, 100, not args.store_only)], []
     work = Path(tempfile.mkdtemp(prefix="elp-b-", dir="/tmp"))
     es = CountingEs()
     try:

@@ -121,12 +121,18 @@ class ContainerLog:
         """A new file begins with its generation marker, so its records' positions never depend on state.json."""
         self._write(memoryview(generation_record(self.generation, self.first_generation)))
 
-    def append(self, records: bytes) -> None:
-        """Append whole records, rotating on the way so a file exceeds max-size by at most one record."""
+    def append(self, records: bytes | bytearray | memoryview, head: bytes = b"") -> None:
+        """Append whole records (``head``'s, then ``records``'), rotating on the way so a file exceeds max-size by at
+        most one record. Without a rotation on the way, one ``writev`` of both: no joined copy."""
         if self.fd < 0:
             self.open()
-        view = memoryview(records)
         limit = self.options.max_size
+        total = len(head) + len(records)
+        if not limit or self.size + total <= limit:
+            self._writev(head, memoryview(records))
+            self.notify()
+            return
+        view = memoryview(head + records) if head else memoryview(records)
         while view:
             if limit and self.size >= limit:
                 self.rotate()
@@ -138,12 +144,21 @@ class ContainerLog:
         self.notify()
 
     def _write(self, view: memoryview) -> None:
+        self._writev(b"", view)
+
+    def _writev(self, head: bytes, view: memoryview) -> None:
+        """Write ``head`` then ``view`` at the end of the file, all of it or (on an error) nothing."""
         start = self.size
         try:
-            while view:
-                written = os.write(self.fd, view)
+            parts = [memoryview(head), view] if head else [view]
+            while parts:
+                written = os.writev(self.fd, parts)
                 self.size += written
-                view = view[written:]
+                while parts and written >= len(parts[0]):
+                    written -= len(parts[0])
+                    parts.pop(0)
+                if parts:
+                    parts[0] = parts[0][written:]
         except OSError:
             # Disk full part-way: take back what was written. Left there, the torn record would be read by ReadLogs
             # and fetched by the shipper (clog.size covered it) until the next append cut it off.

@@ -33,7 +33,7 @@ from proto.messages import (
     MessageError,
     ReadRequest,
     Stored,
-    decode,
+    decode_frames,
 )
 from proto.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_endpoint
 
@@ -144,16 +144,17 @@ class LocalStoreProcess:
         for _ in range(RCVHWM):
             if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
-            frames = sock.recv_multipart(zmq.NOBLOCK)
-            if len(frames) != 2:
+            # Not copied out of ZeroMQ: a batch's records go from its frame to the file (ContainerLog.append).
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            if len(frames) < 2:
                 self._bad_message(MessageError(f"message with {len(frames)} frames"))
                 continue
             try:
-                msg = decode(frames[1])
+                msg = decode_frames([f.buffer for f in frames[1:]])
             except MessageError as exc:
                 self._bad_message(exc)
                 continue
-            handle(frames[0], msg)
+            handle(frames[0].bytes, msg)
         # Still more: yield to ReadLogs streams and control messages, then carry on.
         asyncio.get_running_loop().call_soon(again)
 

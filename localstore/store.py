@@ -138,11 +138,13 @@ class LocalStore:
                 clog.open()
             clog.rotate()
 
-    def append(self, container_id: str, records: bytes, count: int) -> None:
+    def append(self, container_id: str, records: bytes | bytearray | memoryview, count: int,
+               head: bytes = b"") -> None:
+        """Append ``head`` (a marker record, or nothing) and ``records``, whole records both."""
         clog = self.get(container_id)
         try:
             self._after_unclean_stop(clog)
-            clog.append(records)
+            clog.append(records, head)
         except OSError as exc:
             # Disk full or folder unwritable: the batch is lost here (and counted); the next one tries again,
             # so writing resumes by itself when space returns.
@@ -156,12 +158,14 @@ class LocalStore:
             return
         if self.failing.pop(container_id, None) is not None:
             log.info("container %s: writing to %s again", container_id[:12], clog.path)
-        self.counters.bytes_total += len(records)
+        size = len(head) + len(records)
+        self.counters.bytes_total += size
         self.counters.records_total += count
-        clog.bytes_total += len(records)
+        clog.bytes_total += size
         clog.records_total += count
 
-    def append_batch(self, container_id: str, fifo: str, seq: int, records: bytes, count: int) -> bool:
+    def append_batch(self, container_id: str, fifo: str, seq: int, records: bytes | bytearray | memoryview,
+                     count: int) -> bool:
         """Store a reader's batch once, and in order; False when it must not be confirmed (yet).
 
         A batch sent again (the store died before confirming it) is recognised by its sequence number, from memory
@@ -183,7 +187,7 @@ class LocalStore:
             self.counters.out_of_order_refused_total += 1
             return False
         self.refused_from.pop(fifo, None)
-        self.append(container_id, marker_record(fifo, seq + count) + records, count)
+        self.append(container_id, records, count, head=marker_record(fifo, seq + count))
         self.last_seq[fifo] = seq + count
         return True
 

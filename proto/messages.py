@@ -22,6 +22,7 @@ Also here: the exit codes every child leaves with, which the supervisor acts on.
 from __future__ import annotations
 
 import enum
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -67,6 +68,12 @@ class Message:
             wire[name] = getattr(self, name)
         return msgpack.packb(wire, use_bin_type=True)
 
+    def frames(self) -> list[bytes | bytearray | memoryview]:
+        """The message as ZeroMQ frames (``decode_frames`` reads them): one msgpack frame, or for a message with a
+        ``RAW`` field a small msgpack header without it and that field's bytes as a second frame, as they are
+        (opaque bytes wrapped in msgpack are copied once more on each side, for nothing)."""
+        return [self.encode()]
+
 
 # --- data path: reader -> local store (and shipper) -------------------------------------------------
 
@@ -81,11 +88,17 @@ class Batch(Message):
     """
 
     KIND: ClassVar[str] = "batch"
+    RAW: ClassVar[str] = "records"  # travels as a frame of its own (see frames)
     container_id: str
     fifo: str
     seq: int
     count: int
-    records: bytes
+    records: bytes | bytearray | memoryview
+
+    def frames(self) -> list[bytes | bytearray | memoryview]:
+        header = {"kind": self.KIND, "v": VERSION, "container_id": self.container_id, "fifo": self.fifo,
+                  "seq": self.seq, "count": self.count}
+        return [msgpack.packb(header, use_bin_type=True), self.records]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,18 +277,21 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
-def _wire_type(hint: Any) -> type:
-    """The plain type a field's value must have on the wire (``list[str]`` -> ``list``)."""
+def _wire_type(hint: Any) -> Any:
+    """The plain type a field's value must have on the wire (``list[str]`` -> ``list``; a union as it is)."""
+    if isinstance(hint, types.UnionType):
+        return hint
     return typing.get_origin(hint) or hint
 
 
-_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
-    kind: tuple((name, _wire_type(hint)) for name, hint in typing.get_type_hints(cls).items() if name != "KIND")
+_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
+    kind: tuple((name, _wire_type(hint)) for name, hint in typing.get_type_hints(cls).items()
+          if typing.get_origin(hint) is not ClassVar)
     for kind, cls in MESSAGE_TYPES.items()
 }
 
 
-def decode(raw: bytes) -> Message:
+def decode(raw: bytes | memoryview) -> Message:
     """Decode one message; anything malformed raises ``MessageError`` (never another exception)."""
     try:
         wire = msgpack.unpackb(raw, raw=False)
@@ -287,6 +303,30 @@ def decode(raw: bytes) -> Message:
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None or not isinstance(kind, str):
         raise MessageError(f"unknown message kind {kind!r}")
+    return _build(wire, kind, cls)
+
+
+def decode_frames(frames: list[bytes] | list[memoryview] | list[bytes | memoryview]) -> Message:
+    """Decode a message sent as ``Message.frames()``: one msgpack frame, or a header and the bytes of its ``RAW``
+    field (kept as they came, e.g. a memoryview of a ZeroMQ frame: no copy). Anything else raises ``MessageError``."""
+    if len(frames) == 1:
+        return decode(frames[0])
+    if len(frames) != 2:
+        raise MessageError(f"message with {len(frames)} frames")
+    try:
+        wire = msgpack.unpackb(frames[0], raw=False)
+    except Exception as exc:
+        raise MessageError(f"undecodable msgpack header: {exc}") from None
+    kind = wire.get("kind") if isinstance(wire, dict) else None
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    raw_field = getattr(cls, "RAW", "")
+    if cls is None or not isinstance(kind, str) or not raw_field or raw_field in wire:
+        raise MessageError(f"a {kind!r} message has no frame of raw bytes")
+    wire[raw_field] = frames[1]
+    return _build(wire, kind, cls)
+
+
+def _build(wire: dict[str, Any], kind: str, cls: type[Message]) -> Message:
     if wire.get("v") != VERSION:
         raise MessageError(f"{kind}: unsupported version {wire.get('v')!r}")
     values = {}
@@ -295,7 +335,8 @@ def decode(raw: bytes) -> Message:
             raise MessageError(f"{kind}: missing field {name!r}")
         value = wire[name]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise MessageError(f"{kind}: field {name!r} must be {expected.__name__}, not {type(value).__name__}")
+            raise MessageError(f"{kind}: field {name!r} must be {getattr(expected, '__name__', expected)}, "
+                               f"not {type(value).__name__}")
         values[name] = value
     return cls(**values)
 

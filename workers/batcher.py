@@ -52,8 +52,9 @@ class Batcher:
         """The current batch, ready to send; None when empty."""
         if not self.count:
             return None
-        batch = Batch(self.container_id, self.fifo, self.next_seq, self.count, bytes(self.records))
+        # The buffer itself leaves with the batch (no copy); the next batch grows a new one.
+        batch = Batch(self.container_id, self.fifo, self.next_seq, self.count, self.records)
         self.next_seq += self.count
-        self.records.clear()
+        self.records = bytearray()
         self.count = 0
         return batch

@@ -28,7 +28,8 @@ STUCK_AFTER = 5.0
 
 @dataclass
 class Outgoing:
-    message: bytes
+    frames: list[bytes | bytearray | memoryview]  # Message.frames(): sent again as they are on a resend
+    size: int
     seq_end: int
     lines: int
     closing: bool = False
@@ -68,13 +69,16 @@ class BatchSender:
         oldest = self.unacked[0] if self.unacked else self.pending[0] if self.pending else None
         return oldest is not None and now - max(oldest.queued_at, self.last_progress) >= STUCK_AFTER
 
-    def queue(self, message: bytes, seq_end: int, lines: int, closing: bool = False) -> None:
-        self.pending.append(Outgoing(message, seq_end, lines, closing, queued_at=time.monotonic()))
-        self.held_bytes += len(message)
+    def queue(self, frames: list[bytes | bytearray | memoryview], seq_end: int, lines: int,
+              closing: bool = False) -> None:
+        """Hold one message (``Message.frames()``) until a ``Stored`` up to ``seq_end`` (or ``closed``) covers it."""
+        size = sum(len(f) for f in frames)
+        self.pending.append(Outgoing(frames, size, seq_end, lines, closing, queued_at=time.monotonic()))
+        self.held_bytes += size
         while (self.held_bytes > self.max_bytes and len(self.pending) + len(self.unacked) > 1
                and self.stuck(time.monotonic())):
             victim = self.unacked.popleft() if self.unacked else self.pending.popleft()
-            self.held_bytes -= len(victim.message)
+            self.held_bytes -= victim.size
             self.dropped_batches += 1
             self.dropped_lines += victim.lines
             if self.dropped_batches == 1:
@@ -88,7 +92,8 @@ class BatchSender:
         while self.pending:
             out = self.pending[0]
             try:
-                self.socket.send(out.message, zmq.NOBLOCK, copy=False)
+                # All frames or none: ZeroMQ queues a multipart message whole once it took its first frame.
+                self.socket.send_multipart(out.frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.pending.popleft()
@@ -116,7 +121,7 @@ class BatchSender:
             if (not msg.closed) if first.closing else first.seq_end > msg.seq_end:
                 break
             self.unacked.popleft()
-            self.held_bytes -= len(first.message)
+            self.held_bytes -= first.size
             if first.closing:
                 self.closed_acked = True
 

@@ -24,6 +24,11 @@ log = logging.getLogger("elp.reader")
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 STATS_INTERVAL = 1.0
+# A report is due every STATS_INTERVAL, give or take STATS_SLACK: any wake-up from STATS_SLACK before that with no
+# batch in flight sends it, and only STATS_SLACK after it does the reader wake up for it alone. So a quiet reader's
+# report rides on a batch's wake-up instead of costing one more (reports stay 0.5 to 1.5 s apart; the heartbeat
+# allows 10 s).
+STATS_SLACK = 0.5
 # A read this big means the container is writing fast: read again at once.
 BUSY_READ = 64 * 1024
 # Pausing reads for less than this saves nothing.
@@ -33,6 +38,8 @@ MIN_PAUSE = 0.005
 # a slow disk; once the store has confirmed nothing for a while (stuck), the oldest batch is dropped and counted
 # instead: a dead consumer must never block the container. See workers/delivery.py.
 PENDING_MAX_BYTES = 64 << 20
+# Above this much unconfirmed, an acknowledgement wakes the reader at once (to free memory early).
+ACK_WAKE_BYTES = 4 << 20
 CLOSE_DEADLINE_MS = 5000
 HOLD_BACK_CHECK = 0.1
 # How long a batch stays open. Each batch costs a few wake-ups across the reader, the local store and the shipper,
@@ -81,6 +88,8 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
+        self.rested = False  # the FIFO was left alone for FOLLOW_WAIT after a quiet batch left (see below)
+        self.wakeups = 0  # turns of the main loop: what a quiet container costs (stats: wakeups_total)
         self.control = ControlChannel(spec.control, "reader", log)
 
     def run(self) -> ExitCode:
@@ -123,13 +132,8 @@ class ReaderProcess:
         next_stats = time.monotonic()
         watching_fifo = False
         while True:
+            self.wakeups += 1
             now = time.monotonic()
-            if now >= next_stats:
-                self._send_stats()
-                next_stats = now + STATS_INTERVAL
-                if os.getppid() != self.parent:
-                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
-                    self.stopping = True
             held_back = sender.holding_back(now)
             want_fifo = now >= self.fifo_resume_at and not self.stopping and not held_back
             if want_fifo != watching_fifo:
@@ -138,9 +142,13 @@ class ReaderProcess:
                 else:
                     poller.unregister(fd)
                 watching_fifo = want_fifo
-            poller.register(dealer, zmq.POLLIN | (zmq.POLLOUT if sender.wants_to_send else 0))
+            # Acknowledgements are taken at every wake-up (sender.receive below); one wakes the reader only when it
+            # makes room (held back) or the sender holds much: otherwise a quiet container's every batch would
+            # cost a wake-up more, for nothing.
+            wake_on_ack = held_back or sender.held_bytes >= ACK_WAKE_BYTES
+            poller.register(dealer, (zmq.POLLIN if wake_on_ack else 0) | (zmq.POLLOUT if sender.wants_to_send else 0))
             left = self.batcher.time_left(now)
-            timeout = min(next_stats - now, left if left is not None else STATS_INTERVAL)
+            timeout = min(next_stats + STATS_SLACK - now, left if left is not None else STATS_INTERVAL)
             if not want_fifo and not self.stopping:
                 timeout = min(timeout, self.fifo_resume_at - now)
             if held_back:
@@ -152,21 +160,34 @@ class ReaderProcess:
                 _drain(wake_r)
             if control.fileno() in events and not self._read_control():
                 poller.unregister(control)  # the supervisor is gone: the getppid check above ends the loop
-            if events.get(fd) or self.batcher.due(time.monotonic()) or self.stopping:
+            # The FIFO's pause ended (the timeout that woke us): read now rather than turn once more to poll it.
+            resumed = not watching_fifo and not held_back and time.monotonic() >= self.fifo_resume_at
+            if events.get(fd) or resumed or self.batcher.due(time.monotonic()) or self.stopping:
                 was_empty = not self.batcher.count
                 self._read_available()
                 self._plan_next_read(opened=was_empty and self.batcher.count > 0)
             if self.batcher.due(time.monotonic()) or self.eof or self.stopping:
+                size = len(self.batcher.records)
                 self._queue_batch()
+                self._rest_after_quiet_batch(size)
             sender.receive()
             sender.resend_if_stalled()
             sender.send()
+            now = time.monotonic()
+            # Report when nothing is in flight (a batch just sent would count as unconfirmed, and a reader killed
+            # now would be charged for lines the store has: lines_lost_in_crashes), or once overdue.
+            if now >= next_stats + STATS_SLACK or (now >= next_stats - STATS_SLACK and not sender.unacked):
+                self._send_stats()
+                next_stats = now + STATS_INTERVAL
+                if os.getppid() != self.parent:
+                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
+                    self.stopping = True
             if self.eof or self.stopping:
                 break
         if self.eof:
             closed = LoggerClosed(self.spec.container_id, self.batcher.fifo, self.decoder.counters.lines,
                                   self.decoder.discarded_frames)
-            sender.queue(closed.encode(), self.batcher.next_seq, 0, closing=True)
+            sender.queue(closed.frames(), self.batcher.next_seq, 0, closing=True)
         self._flush(dealer)
         self._send_stats()
         counters = self.decoder.counters
@@ -244,6 +265,7 @@ class ReaderProcess:
         quiet container costs one wake-up per batch instead of one per line, and a busy one is never left blocked
         on a full pipe."""
         now = time.monotonic()
+        rested, self.rested = self.rested, False
         interval = max(now - self.last_read_at, 0.001)
         rate = self.read_bytes / interval
         self.last_read_at = now
@@ -255,9 +277,10 @@ class ReaderProcess:
         if rate > 0:
             # Not past the point where the pipe could fill, nor where the batch grows big enough to leave early.
             pause = min(pause, (self.pipe_size / 2) / rate, self.batcher.missing_for_short_wait() / rate)
-        if opened:
+        if opened and not rested:
             # The first lines after a quiet spell say nothing of the rate to come (a burst may follow): look again
-            # soon, then pause by the rate measured over that moment.
+            # soon, then pause by the rate measured over that moment. After a rest (below) the rate was measured
+            # over the rest already.
             pause = min(pause, self.spec.follow_wait)
         self.fifo_resume_at = now + pause if pause >= MIN_PAUSE else 0.0
 
@@ -272,10 +295,22 @@ class ReaderProcess:
                 self.decoder.discarded_bytes,
             )
 
+    def _rest_after_quiet_batch(self, size: int) -> None:
+        """A quiet batch just left at its deadline: leave the FIFO alone for FOLLOW_WAIT, then read what came
+        meanwhile and pause by the rate seen over that rest. Without it, the next line wakes the reader at once
+        and a look FOLLOW_WAIT later follows (the burst check of _plan_next_read): one wake-up more per batch.
+        Not while followed (the window is FOLLOW_WAIT itself) nor when busy (read again at once)."""
+        follow = self.spec.follow_wait
+        if (self.busy or self.eof or self.stopping or self.batcher.max_wait <= follow
+                or size >= self.batcher.min_bytes):
+            return
+        self.fifo_resume_at = time.monotonic() + follow
+        self.rested = True
+
     def _queue_batch(self) -> None:
         batch = self.batcher.take()
         if batch is not None:
-            self.sender.queue(batch.encode(), batch.seq + batch.count, batch.count)
+            self.sender.queue(batch.frames(), batch.seq + batch.count, batch.count)
 
     def _flush(self, dealer: zmq.Socket) -> None:
         """At exit: give the local store a bounded time to confirm what is left."""
@@ -305,6 +340,7 @@ class ReaderProcess:
                 "unconfirmed_bytes": self.sender.held_bytes,
                 "unconfirmed_lines": self.sender.unconfirmed_lines + self.batcher.count,
                 "batch_window_ms": round(self.batcher.max_wait * 1000),
+                "wakeups_total": self.wakeups,
             },
         )
 

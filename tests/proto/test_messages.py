@@ -29,6 +29,7 @@ from proto.messages import (
     StatsPart,
     Stored,
     decode,
+    decode_frames,
 )
 
 CID = "0123456789abcdef" * 4
@@ -180,3 +181,34 @@ ALL_FIELD_NAMES = sorted({f.name for cls in MESSAGE_TYPES.values() for f in fiel
 def test_arbitrary_maps_only_raise_message_error(kind: str, version: Any, body: dict[str, Any]) -> None:
     raw = msgpack.packb({**body, "kind": kind, "v": version}, use_bin_type=True)
     _check(raw)
+
+
+def test_batch_frames_carry_the_records_raw_beside_a_small_header() -> None:
+    records = b"\x00\x00\x00\x01x\x00\x00\x00\x01" * 3
+    header, raw = Batch(CID, FIFO, seq=7, count=3, records=records).frames()
+    assert raw is records  # not copied, not wrapped
+    assert msgpack.unpackb(header, raw=False) == {"kind": "batch", "v": VERSION, "container_id": CID,
+                                                  "fifo": FIFO, "seq": 7, "count": 3}
+    decoded = decode_frames([header, memoryview(raw)])
+    assert decoded == Batch(CID, FIFO, seq=7, count=3, records=records)
+    assert isinstance(decoded, Batch) and isinstance(decoded.records, memoryview)  # as received: no copy
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_frames_round_trip(message: Message) -> None:
+    assert decode_frames(message.frames()) == message
+
+
+@pytest.mark.parametrize("frames", [
+    [],
+    [b"a", b"b", b"c"],
+    [Ack(CID, 1, 2).encode(), b"raw"],  # a message without a raw field
+    [Batch(CID, FIFO, 1, 1, b"r").encode(), b"raw"],  # the records twice
+    [b"\xc1", b"raw"],
+    [msgpack.packb(5), b"raw"],
+    [msgpack.packb({"kind": "batch", "v": VERSION, "container_id": CID, "fifo": FIFO, "seq": "1", "count": 1}),
+     b"raw"],
+], ids=["none", "three", "no-raw-field", "records-twice", "bad-header", "header-not-map", "bad-field"])
+def test_bad_frames_raise_message_error(frames: list[bytes]) -> None:
+    with pytest.raises(MessageError):
+        decode_frames(frames)

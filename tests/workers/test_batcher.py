@@ -64,8 +64,7 @@ def test_take_resets_and_advances_seq() -> None:
     b.records += b"rec1rec2"
     b.added(2, now=1.0)
     batch = b.take()
-    assert batch == Batch(CID, FIFO, seq=0, count=2, records=b"rec1rec2")
-    assert isinstance(batch.records, bytes)
+    assert batch == Batch(CID, FIFO, seq=0, count=2, records=bytearray(b"rec1rec2"))
     assert b.count == 0
     assert b.records == bytearray()
     assert b.next_seq == 2

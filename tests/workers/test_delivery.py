@@ -26,7 +26,7 @@ def dealer() -> Iterator[zmq.Socket]:
 def test_over_the_bound_with_a_live_store_it_holds_back_and_drops_nothing(dealer: zmq.Socket) -> None:
     sender = BatchSender(dealer, CID, max_bytes=100)
     for seq in range(3):
-        sender.queue(b"x" * 60, seq_end=seq + 1, lines=1)
+        sender.queue([b"x" * 60], seq_end=seq + 1, lines=1)
     now = time.monotonic()
     assert sender.held_bytes == 180 and sender.dropped_batches == 0
     assert sender.holding_back(now) and not sender.stuck(now)
@@ -34,11 +34,11 @@ def test_over_the_bound_with_a_live_store_it_holds_back_and_drops_nothing(dealer
 
 def test_a_stuck_store_makes_it_drop_the_oldest_and_count(dealer: zmq.Socket) -> None:
     sender = BatchSender(dealer, CID, max_bytes=100)
-    sender.queue(b"x" * 60, seq_end=1, lines=7)
+    sender.queue([b"x" * 60], seq_end=1, lines=7)
     for out in sender.pending:
         out.queued_at -= STUCK_AFTER + 1  # waited that long with no confirmation
     assert sender.stuck(time.monotonic()) and not sender.holding_back(time.monotonic())
-    sender.queue(b"y" * 60, seq_end=2, lines=1)
+    sender.queue([b"y" * 60], seq_end=2, lines=1)
     assert sender.dropped_batches == 1 and sender.dropped_lines == 7 and sender.held_bytes == 60
 
 
@@ -46,5 +46,5 @@ def test_a_long_idle_reader_is_not_taken_for_a_stuck_store(dealer: zmq.Socket) -
     sender = BatchSender(dealer, CID, max_bytes=100)
     sender.last_progress -= 3600  # the last confirmation was an hour ago: the container was quiet
     for seq in range(3):
-        sender.queue(b"x" * 60, seq_end=seq + 1, lines=1)
+        sender.queue([b"x" * 60], seq_end=seq + 1, lines=1)
     assert sender.dropped_batches == 0 and sender.holding_back(time.monotonic())

@@ -30,7 +30,7 @@ def test_a_quiet_reader_wakes_a_few_times_per_batch_not_per_line_or_acknowledgem
         for _ in range(int(elapsed * RATE) + 1 - written):
             lg.write(entry(b"line %d" % written))
             written += 1
-        time.sleep(0.005)  # paces the writer: not a sync
+        time.sleep(0.005)  # paces the writer  # not a sync
     last = wait_until(lambda: (s := reader_stats(plugin, lg)) and s["lines_total"] == written and s,
                       message="a report after every line")
     wakeups = last["wakeups_total"] - first["wakeups_total"]

@@ -59,8 +59,9 @@ class LoggerRegistry:
         # leaves the renamed file in the page cache. A power cut also ends dockerd, the only writer of every FIFO,
         # and after the reboot dockerd starts each container's logger anew (a new FIFO, a new StartLogging; so
         # does a dockerd restart with live-restore: InitializeStdio -> startLogging), so a record lost or emptied
-        # by a power cut names a FIFO nobody writes any more. The two fsyncs cost ~5 ms per StartLogging on a
-        # loaded disk, and dockerd makes a logger for every `docker logs` of a stopped container.
+        # by a power cut names a FIFO nobody writes any more. The two fsyncs were most of a StartLogging
+        # (`python -m bench.store --tail-only`), and dockerd makes a logger for every `docker logs` of a stopped
+        # container.
         write_json(self._path(record.fifo_path), {"ContainerID": record.info.get("ContainerID"),
                                                   "File": record.fifo_path, "Info": info}, durable=False)
 

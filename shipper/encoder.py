@@ -49,15 +49,16 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
 
 def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,
                     agent_version: str, problems: json_lines.JsonProblems | None = None,
-                    agent_ephemeral_id: str = "") -> Processor | None:
+                    agent_ephemeral_id: str = "", builder: DocumentBuilder | None = None) -> Processor | None:
     """The container's JSON / multiline / filter processing, or None when it has none of those options (then
-    :func:`build_encoder`'s plain path makes every document). Raises ValueError naming a bad option."""
+    :func:`build_encoder`'s plain path makes every document). Raises ValueError naming a bad option.
+    ``builder``: the container's, when the caller made it already."""
     json_config = json_lines.JsonConfig.from_options(options)
     multiline = MultilineConfig.from_options(options)
     line_filter = LineFilter.from_options(options)
     if json_config is None and multiline is None and line_filter is None:
         return None
-    builder = _builder(info, options, host_name, agent_id, agent_version, agent_ephemeral_id)
+    builder = builder or _builder(info, options, host_name, agent_id, agent_version, agent_ephemeral_id)
     container = str(info.get("ContainerID") or "")[:12]
     pipeline_option = options.get("pipeline")
     pipeline = _pipeline(builder, str(pipeline_option)) if pipeline_option else None
@@ -163,13 +164,15 @@ def _pipeline(builder: DocumentBuilder, option: str) -> Callable[[int], str]:
 
 
 def validate_documents(info: Mapping[str, Any], options: Mapping[str, Any]) -> None:
-    """Raise LogOptionError (naming the option) for anything that would stop documents from being built."""
-    build_encoder(info, options, "validation", "validation", "0")
-    index = IndexTemplate(str(options["index"])).validate(container_meta(info, options, "validation", "validation",
-                                                                         "0"))
-    check_pattern(index_setup(options), index)
+    """Raise LogOptionError (naming the option) for anything that would stop documents from being built.
+
+    The container's metadata is built once (it was built three times: a cost on every shipping StartLogging)."""
+    builder = _builder(info, options, "validation", "validation", "0")  # index and custom fields checked here
+    if options.get("pipeline"):
+        _pipeline(builder, str(options["pipeline"]))
+    check_pattern(index_setup(options), builder.index_template.validate(builder.meta))
     try:
-        build_processor(info, options, "validation", "validation", "0")
+        build_processor(info, options, "validation", "validation", "0", builder=builder)
     except LogOptionError:
         raise
     except (re2.error, ValueError) as exc:  # supervisor.logopts checks these first: this is a backstop

@@ -1,8 +1,8 @@
 """LoggerRegistry: the active loggers, persisted so that a restarted plugin re-attaches to their FIFOs.
 
 dockerd restarts a crashed plugin but never repeats StartLogging; what it started before is only known here.
-One small JSON file per logger under ``<data dir>/loggers/``, written atomically and durably (proto/statefile.py),
-readable by its owner only (the log-opts in it may hold secrets).
+One small JSON file per logger under ``<data dir>/loggers/``, written atomically (proto/statefile.py) but not
+fsynced (see ``save``), readable by its owner only (the log-opts in it may hold secrets).
 
 A record found damaged at start-up is never just dropped: a running container in blocking mode whose FIFO nobody
 reads would hang. It is rebuilt from what is left: the FIFO from the file's name, the container from what remains
@@ -55,8 +55,15 @@ class LoggerRegistry:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         first = ("ContainerID", "Config", "ContainerLabels")
         info = {key: record.info[key] for key in first if key in record.info} | record.info
+        # Atomic (rename) but not fsynced: the record only has to outlive the plugin's processes, whose crash
+        # leaves the renamed file in the page cache. A power cut also ends dockerd, the only writer of every FIFO,
+        # and after the reboot dockerd starts each container's logger anew (a new FIFO, a new StartLogging; so
+        # does a dockerd restart with live-restore: InitializeStdio -> startLogging), so a record lost or emptied
+        # by a power cut names a FIFO nobody writes any more. The two fsyncs were most of a StartLogging
+        # (`python -m bench.store --tail-only`), and dockerd makes a logger for every `docker logs` of a stopped
+        # container.
         write_json(self._path(record.fifo_path), {"ContainerID": record.info.get("ContainerID"),
-                                                  "File": record.fifo_path, "Info": info})
+                                                  "File": record.fifo_path, "Info": info}, durable=False)
 
     def remove(self, fifo_path: str) -> None:
         try:

@@ -8,7 +8,9 @@ must be reported once.
 
 * damaged state files: a ``loggers/`` record cut short and another emptied, ``state.json`` cut short and of the
   wrong type, ``seq-floor`` empty, ``agent-id`` garbage, a ``shipper/`` config cut short, a half-written ``.tmp``;
-* a power cut: every state file is written through fsync (proto/statefile.py) and survives; the container files
+* a power cut: every state file is written through fsync (proto/statefile.py) and survives (the ``loggers/``
+  records are not fsynced: a real power cut also ends their FIFOs' writer, which the fake dockerd outlives here,
+  so they are kept whole to let it write on); the container files
   are not synced, so each loses its tail (cut in the middle of a record) although the shipper had sent those
   lines: the lines logged after the restart must not take their places, and so their ids.
 """

@@ -7,6 +7,7 @@ import base64
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -124,6 +125,16 @@ def test_validate_output_names_the_option(opts: dict[str, str], message: str) ->
     with pytest.raises(OutputConfigError, match=message) as raised:
         validate_output(options(**opts))
     assert_no_secret(str(raised.value))
+
+
+def test_validation_loads_no_system_ca_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without ssl.* PEM nothing can fail to load: the system store (100+ ms) is left to the shipper's client.
+    loaded: list[object] = []
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", lambda self, *a: loaded.append(self))
+    validate_output(options(hosts="https://es:9200", **{"ssl.verification_mode": "certificate"}))
+    assert loaded == []
+    make_client(config(hosts="https://es:9200"))
+    assert len(loaded) == 1  # the client itself still verifies against the system store
 
 
 @pytest.mark.parametrize("hosts", [

@@ -20,6 +20,7 @@ from shipper.encoder import build_encoder, build_processor, validate_documents
 from shipper.feed import ContainerFeed, PendingDoc
 from shipper.index_names import IndexTemplate
 from shipper.processing import MAX_EVENT_SPAN, MAX_STREAMS, TIMEOUT_GRACE_NS
+from supervisor.logopts import parse_log_options
 from testkit.dockerd_driver import make_info
 
 A = "a" * 64
@@ -298,6 +299,23 @@ def test_json_documents_equal_the_plain_document_with_apply_json(under_root: boo
     assert _body(doc) == orjson.loads(json_lines.dumps(expected))
     pairs = json.loads(doc.body, object_pairs_hook=lambda items: items)
     assert len({key for key, _ in pairs}) == len(pairs), "a key written twice"
+
+
+def test_validation_builds_the_container_metadata_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It runs on every StartLogging of a shipping container (labels, environment, custom fields: per call).
+    from shipper import encoder
+    built: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(args)
+        return container_meta(*args, **kwargs)
+
+    options = parse_log_options({"hosts": "es:9200", "pipeline": "p-%{+yyyy}", "multiline.type": "pattern",
+                                 "multiline.pattern": "^x", "json.keys_under_root": "true"}).values
+    assert build_processor(make_info(A), options, "host", "agent", "1.0") is not None  # all three paths taken
+    monkeypatch.setattr(encoder, "container_meta", counted)
+    validate_documents(make_info(A), options)
+    assert len(built) == 1
 
 
 def test_processing_options_that_cannot_work_fail_validation_naming_them() -> None:

@@ -6,10 +6,12 @@ loggers, chosen so that each of the two shippers of SHIPPERS=2 gets K/2 of them,
 ``cat`` at once, and times from the first write until the stand-in has K x N documents. The two plugins are run
 alternately, ``--repeat`` times each; medians are compared (ratio SHIPPERS=2 / SHIPPERS=1).
 
-Beside the figures, the CPU split of the last run of each: CPU seconds of the shippers, the local store, the readers,
-the supervisor, the stand-in and the writers (``cat``), from psutil, so one sees which process was at a core's
-limit. Everything shares the machine's cores: on a 2-core host the stand-in, the store and the readers take cores
-the second shipper would need.
+A second row: the shippers' CPU seconds per million documents (both shippers summed), median over the runs: what
+splitting the containers costs in CPU, a figure the machine's load moves less than the wall clock. Then the CPU
+split of the last run of each: CPU seconds of the shippers, the local store, the readers, the supervisor, the
+stand-in and the writers (``cat``), from psutil, so one sees which process was at a core's limit. Everything shares
+the machine's cores: on a 2-core host the stand-in, the store and the readers take cores the second shipper would
+need.
 
     python -m bench.shippers [--containers K] [--lines N] [--size BYTES] [--repeat R] [--smoke]
 """
@@ -117,6 +119,7 @@ def main() -> None:
         one, two = (f.result() for f in futures)
         times: dict[str, list[float]] = {"1": [], "2": []}
         split: dict[str, Counter[str]] = {}
+        shipper_cpu: dict[str, list[float]] = {"1": [], "2": []}
         try:
             for _ in range(args.repeat):
                 for name, plugin in (("1", one), ("2", two)):  # alternating: the machine's load falls on both
@@ -125,6 +128,7 @@ def main() -> None:
                     cpu["writers"] = sum(os.times()[2:4]) - writers_before
                     times[name].append(elapsed)
                     split[name] = cpu
+                    shipper_cpu[name].append(cpu["shippers"])
         finally:
             one.stop()
             two.stop()
@@ -141,6 +145,10 @@ def main() -> None:
         header()
         report("P3", f"docs/s of {args.containers} busy containers, SHIPPERS=2 / =1", f"{docs / t2:,.0f}",
                f"{docs / t1:,.0f}", f"{t1 / t2:.2f}", "> 1 with cores to spare")
+        # What the split costs, whatever the load: the shippers' CPU seconds per million documents (summed).
+        c1, c2 = (statistics.median(shipper_cpu[n]) * 1e6 / docs for n in ("1", "2"))
+        report("P3", "shippers' CPU s per 1M docs, SHIPPERS=2 / =1", f"{c2:.1f}", f"{c1:.1f}", f"{c2 / c1:.2f}",
+               "~ 1")
     finally:
         es.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +94,16 @@ def test_two_shippers_share_the_containers_and_ship_every_line_once(two_shippers
     assert [e["shipped_total"] for e in each] == [500 * PER_SHARD] * 2
     assert stats["shipper"]["pids"] == [e["pid"] for e in each]
     assert {o["shipper"] for o in stats["shipper"]["outputs"]} == {0, 1}
+    status, body = plugin.client.request("/metrics", None, method="GET")
+    metrics = body.decode()
+    assert status == 200
+    for index in (0, 1):
+        assert f'elp_shipper_process_shipped_total{{shipper="{index}"}} {500.0 * PER_SHARD}' in metrics
+    assert f"elp_shipper_shipped_total {float(total)}" in metrics
+    table = subprocess.run([sys.executable, "-m", "supervisor", "stats", "--socket", str(plugin.socket_path)],
+                           capture_output=True, text=True, timeout=30, check=True).stdout
+    assert f"shipper     pid {each[0]['pid']},{each[1]['pid']}  shipped {total}" in table
+    assert f"shipper-1  pid {each[1]['pid']}  shipped {500 * PER_SHARD}" in table
     for lg in loggers:
         lg.stop()
 

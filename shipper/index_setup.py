@@ -250,6 +250,10 @@ class IndexSetups:
                 priority=body["priority"], template=body["template"], data_stream=body.get("data_stream"),
                 meta=body["_meta"])
         except BadRequestError as exc:
+            if _already_there(exc, setup.template_name):
+                # Put between our look and our put, by another shipper (SHIPPERS > 1) or another host: as wanted.
+                log.info("index template %r was installed meanwhile (by another shipper or host)", setup.template_name)
+                return
             if _SAME_PRIORITY not in str(exc):
                 raise
             # Another template of our priority covers these indices (an admin's): it governs them, left as it is.
@@ -258,3 +262,8 @@ class IndexSetups:
             return
         self.installed_total += 1
         log.info("index template %r installed for %r", setup.template_name, setup.pattern)
+
+
+def _already_there(exc: BadRequestError, name: str) -> bool:
+    """ES's answer to ``create=true`` when the template exists (MetadataIndexTemplateService)."""
+    return f"index template [{name}] already exists" in str(exc)

@@ -29,6 +29,7 @@ from proto.messages import (
     decode,
 )
 from proto.paths import fetch_endpoint, is_container_id
+from proto.shards import ONLY, Shard
 from proto.statefile import StateFileError, read_bytes, read_json, write_json, write_text
 from shipper.bulk import BulkShipper
 from shipper.documents import kept_info
@@ -59,8 +60,12 @@ OutputKey = tuple[OutputConfig, tuple[object, ...]]
 
 
 class ShipperProcess:
-    def __init__(self, data_dir: Path, control: socket.socket) -> None:
+    def __init__(self, data_dir: Path, control: socket.socket, shard: Shard = ONLY,
+                 agent_id: str | None = None) -> None:
         self.data_dir = data_dir
+        # With SHIPPERS > 1 this process ships only its share: the supervisor sends it only those containers, and
+        # it resumes only those of the saved configs (another shipper resumes the rest).
+        self.shard = shard
         self.control = ControlChannel(control, "shipper", log)
         self.config_dir = data_dir / "shipper"
         self.stop = asyncio.Event()
@@ -76,7 +81,8 @@ class ShipperProcess:
         self.acks_scheduled = False
         self.bad_messages = 0
         self.dealer: zmq.Socket
-        self.agent_id = self._agent_id()
+        # Given by the supervisor, which reads or makes it once: several shippers must not each make their own.
+        self.agent_id = agent_id or load_agent_id(data_dir)
         self.ephemeral_id = str(uuid.uuid4())  # agent.ephemeral_id: new at each start, as libbeat's
         self.setups = IndexSetups(_version(), self._refetch_stalled)  # templates/ILM of custom indices
         self.housekeeping = Periodic(log, STATS_INTERVAL)
@@ -349,24 +355,7 @@ class ShipperProcess:
                 log.error("cannot resume shipping container %s: %s", path.stem[:12], exc)
                 continue
             configs.append((path.stem, info, options))
-        return [c for c in configs if is_container_id(c[0])]
-
-    def _agent_id(self) -> str:
-        path = self.data_dir / AGENT_ID_NAME
-        try:
-            data = read_bytes(path)
-            if data is not None:
-                return str(uuid.UUID(data.decode().strip()))
-        except StateFileError as exc:
-            log.warning("%s; a new agent id is made", exc)
-        except ValueError:  # UnicodeDecodeError included
-            log.warning("%s: not a UUID; a new agent id is made", path)
-        agent_id = str(uuid.uuid4())
-        try:
-            write_text(path, agent_id)
-        except OSError as exc:
-            log.warning("cannot keep the agent id in %s: %s", path, exc)
-        return agent_id
+        return [c for c in configs if is_container_id(c[0]) and self.shard.owns(c[0])]
 
     def _bad_message(self, exc: Exception) -> None:
         self.bad_messages += 1
@@ -376,6 +365,25 @@ class ShipperProcess:
     def _send_stats(self) -> None:
         counters, per_container, outputs = shipper_stats(self)
         self.control.report(counters, per_container, outputs)
+
+
+def load_agent_id(data_dir: Path) -> str:
+    """agent.id of the documents, kept across restarts in ``<data>/agent-id`` (made anew when missing or bad)."""
+    path = data_dir / AGENT_ID_NAME
+    try:
+        data = read_bytes(path)
+        if data is not None:
+            return str(uuid.UUID(data.decode().strip()))
+    except StateFileError as exc:
+        log.warning("%s; a new agent id is made", exc)
+    except ValueError:  # UnicodeDecodeError included
+        log.warning("%s: not a UUID; a new agent id is made", path)
+    agent_id = str(uuid.uuid4())
+    try:
+        write_text(path, agent_id)
+    except OSError as exc:
+        log.warning("cannot keep the agent id in %s: %s", path, exc)
+    return agent_id
 
 
 def _quiet_client_logs() -> None:

@@ -34,7 +34,8 @@ from proto.messages import (
     StatsPart,
 )
 from proto.paths import localstore_endpoint
-from shipper.main import ShipperProcess
+from proto.shards import ONLY, Shard, shard_of
+from shipper.main import ShipperProcess, load_agent_id
 from supervisor.children import Child, Role, Slot, describe_exit
 from supervisor.datadir_marker import check_data_dir
 from supervisor.loggers import FifoLogger, Loggers
@@ -63,20 +64,34 @@ class ServeConfig:
 
 @dataclass
 class Service(Slot):
-    """A shared child (the local store, the shipper) that must always run."""
+    """A shared child (the local store, a shipper) that must always run."""
 
     role: Role
+    shard: Shard = ONLY  # a shipper's share of the containers (SHIPPERS)
+
+    @property
+    def name(self) -> str:
+        return service_name(self.role, self.shard)
+
+
+def service_name(role: Role, shard: Shard) -> str:
+    """A service's key in ``Supervisor.services``, its children's ``key`` and its log tag: ``shipper-1`` of several
+    shippers, else the role's name."""
+    return f"{role}-{shard.index}" if shard.count > 1 else role.value
 
 
 class Supervisor:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.services: dict[Role, Service] = {
-            role: Service(role, respawn_at=0.0) for role in (Role.LOCALSTORE, Role.SHIPPER)
-        }
+        count = config.settings.shippers
+        services = [Service(Role.LOCALSTORE, respawn_at=0.0)]
+        services += [Service(Role.SHIPPER, Shard(index, count), respawn_at=0.0) for index in range(count)]
+        self.services: dict[str, Service] = {svc.name: svc for svc in services}
+        self.agent_id = ""  # the shippers' agent.id: read (or made) once, before the first shipper starts
         self.by_pid: dict[int, Child] = {}
         self.stop_event = asyncio.Event()
         self.stopping = False
+        self.announcing: Service | None = None  # set while a restarted service is told the running loggers
         self.started_at = time.monotonic()
         self.loggers = Loggers(self, config.data_dir, config.fifo_dir)
         self.reads = ReadHandoffs(lambda container_id: self.loggers.follow(container_id, -1))  # ReadLogs streams
@@ -109,6 +124,7 @@ class Supervisor:
         private_data_dir(self.config.data_dir)
         check_data_dir(self.config.data_dir, self.config.fifo_dir)
         self._check_ipc_path()
+        self.agent_id = load_agent_id(self.config.data_dir)
         metrics_runner = await self._serve_metrics()
         self.manage_children()
         self.loggers.reattach()
@@ -177,14 +193,16 @@ class Supervisor:
     # --- children ------------------------------------------------------------------------------------
 
     def spawn_child(self, role: Role, key: str, target: Any, extra_fds: tuple[int, ...] = ()) -> Child:
-        """Fork a child running ``target(control_socket)``; watch its exit and its reports."""
+        """Fork a child running ``target(control_socket)``; watch its exit and its reports. A service's key is its
+        name (``shipper-1``), which tags its log lines."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = fork_child(role.value, (child_end.fileno(), *extra_fds), lambda: target(child_end))
+        name = role.value if role is Role.READER else key
+        pid = fork_child(name, (child_end.fileno(), *extra_fds), lambda: target(child_end))
         child_end.close()
         parent_end.setblocking(False)
         child = Child(role, key, pid, parent_end, os.pidfd_open(pid))
         if role is not Role.READER:
-            child.outbox = Outbox(parent_end, role.value)
+            child.outbox = Outbox(parent_end, name)
         self.by_pid[pid] = child
         loop = asyncio.get_running_loop()
         loop.add_reader(child.pidfd, self.reap_children)
@@ -198,16 +216,27 @@ class Supervisor:
         now = time.monotonic()
         for svc in self.services.values():
             if svc.due(now):
-                svc.started(self.spawn_service(svc.role))
-                self.loggers.reannounce(svc.role)
+                svc.started(self.spawn_service(svc))
+                self._reannounce(svc)
         for fifo_logger in self.loggers.active.values():
             if fifo_logger.due(now):
                 fifo_logger.started(self.spawn_reader(fifo_logger))
 
-    def spawn_service(self, role: Role) -> Child:
+    def _reannounce(self, svc: Service) -> None:
+        """A (re)started service learns every running logger; a shipper only those of its share (``send_to``
+        routes each ShipContainer to its shipper, and drops here what belongs to the others, which have them)."""
+        self.announcing = svc
+        try:
+            self.loggers.reannounce(svc.role)
+        finally:
+            self.announcing = None
+
+    def spawn_service(self, svc: Service) -> Child:
+        role, shard, name = svc.role, svc.shard, svc.name
         data_dir = self.config.data_dir
         settings = self.config.settings
         store_settings = StoreSettings(settings.destroy_logs_on_stop, settings.retain_stopped_for)
+        agent_id = self.agent_id
 
         def run_service(control: socket.socket) -> ExitCode:
             import uvloop
@@ -217,11 +246,11 @@ class Supervisor:
             if role is Role.LOCALSTORE:
                 return run_child(role, lambda: LocalStoreProcess(data_dir, control, store_settings),
                                  lambda store: loop.run_until_complete(store.run()))
-            return run_child(role, lambda: ShipperProcess(data_dir, control),
+            return run_child(name, lambda: ShipperProcess(data_dir, control, shard, agent_id),
                              lambda shipper: loop.run_until_complete(shipper.run()))
 
-        child = self.spawn_child(role, role.value, run_service)
-        log.info("%s started (pid %d)", role, child.pid)
+        child = self.spawn_child(role, name, run_service)
+        log.info("%s started (pid %d)", name, child.pid)
         return child
 
     def spawn_reader(self, fifo_logger: FifoLogger) -> Child:
@@ -261,7 +290,7 @@ class Supervisor:
             if delay is not None:
                 asyncio.get_running_loop().call_later(delay, self.manage_children)
             return
-        svc = self.services[child.role]
+        svc = self.services[child.key]
         svc.child = None
         if self.stopping:
             return
@@ -271,7 +300,7 @@ class Supervisor:
         # without a restart of the plugin, and the back-off (capped at 30 s) keeps the retries cheap.
         delay = svc.schedule_respawn(child.uptime)
         asyncio.get_running_loop().call_later(delay, self.manage_children)
-        log.error("%s (pid %d) %s; restart %d in %.1fs", child.role, child.pid, describe_exit(code, child),
+        log.error("%s (pid %d) %s; restart %d in %.1fs", svc.name, child.pid, describe_exit(code, child),
                   svc.restarts, delay)
 
     def _on_report(self, child: Child) -> None:
@@ -291,13 +320,29 @@ class Supervisor:
         return self.send_to(Role.LOCALSTORE, msg, fds)
 
     def send_to(self, role: Role, msg: Message, fds: tuple[int, ...] = ()) -> bool:
-        """A control message to a service; False when it is not running (it resyncs when it starts)."""
-        child = self.services[role].child
+        """A control message to a service; False when it is not running (it resyncs when it starts). A message for
+        the shippers goes to the one whose share holds its container: always the same one, so that only one
+        process ever fetches and acknowledges a container (exactly-once depends on it)."""
+        container_id = getattr(msg, "container_id", None)
+        svc = self.service_of(role, container_id if isinstance(container_id, str) else "")
+        if self.announcing is not None and self.announcing.role is role and svc is not self.announcing:
+            return False  # a restarted shipper is being told its share: the other shippers have theirs
+        child = svc.child
         if child is None or child.outbox is None:
             return False
-        container_id = getattr(msg, "container_id", None)
         what = type(msg).__name__ + (f" of container {container_id[:12]}" if isinstance(container_id, str) else "")
         return child.outbox.send(msg.encode(), fds, what)
+
+    def service_of(self, role: Role, container_id: str = "") -> Service:
+        """The service of ``role`` that serves a container: the local store, or the container's shipper."""
+        if role is Role.SHIPPER:
+            count = self.config.settings.shippers
+            return self.services[service_name(role, Shard(shard_of(container_id, count), count))]
+        return self.services[role.value]
+
+    def shippers(self) -> list[Service]:
+        """The shipper services, in the order of their index."""
+        return [svc for svc in self.services.values() if svc.role is Role.SHIPPER]
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proto.shards import MAX_SHIPPERS
 from supervisor.logopts import parse_bool, parse_duration
 
 
@@ -44,6 +45,14 @@ def parse_listen_address(value: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def parse_shippers(value: str) -> int:
+    """How many shipper processes share the containers (each takes those whose id hashes to it)."""
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SHIPPERS:
+        raise ValueError(f"must be a whole number from 1 to {MAX_SHIPPERS}")
+    return int(text)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", parse_log_level, "info", "the plugin's own log level: debug, info, warning, error"),
     Setting("LOG_DRIVER_LEVEL", parse_optional_log_level, "",
@@ -67,6 +76,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9095); empty: only on the plugin socket",
     ),
+    Setting(
+        "SHIPPERS",
+        parse_shippers,
+        "1",
+        f"shipper processes (1 to {MAX_SHIPPERS}); each ships a fixed share of the containers, so a host with many "
+        "busy containers can ship on more than one core (one container is always shipped by one process)",
+    ),
 )
 
 
@@ -77,6 +93,7 @@ class PluginSettings:
     destroy_logs_on_stop: bool = False
     retain_stopped_for: float = 0.0
     metrics_addr: tuple[str, int] | None = None
+    shippers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PluginSettings:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from supervisor.children import Role
 
 if TYPE_CHECKING:
-    from supervisor.arbiter import Supervisor
+    from supervisor.arbiter import Service, Supervisor
 
 
 # USS needs /proc/<pid>/smaps (milliseconds per process), and /stats is served by the loop that answers dockerd:
@@ -73,22 +73,14 @@ class ProcessSampler:
 def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[str, Any]:
     """Every figure of the plugin (the JSON shape scripts rely on)."""
     now = time.monotonic()
-    per_container_store = {}
-    services: dict[str, dict[str, Any]] = {}
-    for role, svc in sup.services.items():
-        child = svc.child
-        counters = dict(child.counters) if child else {}
-        if role.value == "localstore":
-            per_container_store = child.per_container if child else {}
-        elif role.value == "shipper":
-            counters["outputs"] = child.outputs if child else []
-        if child is not None and child.outbox is not None:  # control messages waiting for the service to read
-            counters["control_queued_bytes"] = child.outbox.queued_bytes
-            counters["control_dropped_total"] = child.outbox.dropped_total
-        services[role.value] = {"pid": child.pid if child else None, "restarts": svc.restarts,
-                                **counters, **sampler.sample(child.pid if child else None)}
-    shipper = sup.services[Role.SHIPPER].child
-    shipping = shipper.per_container if shipper else {}
+    store = sup.services[Role.LOCALSTORE]
+    per_container_store = store.child.per_container if store.child else {}
+    shippers = sup.shippers()
+    shipping: dict[str, Any] = {}
+    for svc in shippers:  # each container is shipped by one of them: their per-container figures never overlap
+        shipping.update(svc.child.per_container if svc.child else {})
+    store_entry = _service(store, sampler)
+    each = [_service(svc, sampler) for svc in shippers]
     readers = []
     for lg in sup.loggers.active.values():
         child = lg.child
@@ -112,7 +104,7 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         if lg.container_id in shipping:
             reader["shipping"] = shipping[lg.container_id]
         readers.append(reader)
-    sampler.prune({r["pid"] for r in readers if r["pid"]} | {s["pid"] for s in services.values() if s["pid"]}
+    sampler.prune({r["pid"] for r in readers if r["pid"]} | {s["pid"] for s in [store_entry, *each] if s["pid"]}
                   | {os.getpid()})
     supervisor = {
         "pid": os.getpid(),
@@ -128,8 +120,40 @@ def collect(sup: Supervisor, sampler: ProcessSampler, uss: bool = True) -> dict[
         **sampler.sample(os.getpid()),
     }
     if uss:
-        sampler.add_uss([supervisor, *services.values(), *readers])
+        sampler.add_uss([supervisor, store_entry, *each, *readers])
+    services: dict[str, Any] = {"localstore": store_entry,
+                                "shipper": each[0] if len(each) == 1 else _sum_shippers(each)}
+    if len(each) > 1:
+        services["shippers"] = each
     return {"supervisor": supervisor, **services, "readers": readers}
+
+
+def _service(svc: Service, sampler: ProcessSampler) -> dict[str, Any]:
+    child = svc.child
+    counters = dict(child.counters) if child else {}
+    if svc.role is Role.SHIPPER:
+        counters["outputs"] = child.outputs if child else []
+        if svc.shard.count > 1:
+            counters["index"] = svc.shard.index
+    if child is not None and child.outbox is not None:  # control messages waiting for the service to read
+        counters["control_queued_bytes"] = child.outbox.queued_bytes
+        counters["control_dropped_total"] = child.outbox.dropped_total
+    return {"pid": child.pid if child else None, "restarts": svc.restarts, **counters,
+            **sampler.sample(child.pid if child else None)}
+
+
+def _sum_shippers(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """With SHIPPERS > 1, ``shipper`` holds every shipper's numbers summed (memory and CPU too: what shipping
+    costs), their pids, and their outputs (each tagged with its shipper's index); ``shippers`` holds each one."""
+    total: dict[str, Any] = {"pid": None, "pids": [e["pid"] for e in each], "outputs": []}
+    for entry in each:
+        for key, value in entry.items():
+            if key in ("pid", "index") or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                total[key] = total.get(key, 0) + value
+        total["outputs"] += [{**out, "shipper": entry["index"]} for out in entry["outputs"]]
+    return total
 
 
 def prometheus(data: dict[str, Any]) -> bytes:
@@ -150,6 +174,10 @@ def prometheus(data: dict[str, Any]) -> bytes:
         for key, value in data.get(role, {}).items():
             if key != "pid":
                 put(f"{role}_{key}", {}, value)
+    for shipper in data.get("shippers", []):  # SHIPPERS > 1: elp_shipper_* are the sums, these each one's
+        for key, value in shipper.items():
+            if key not in ("pid", "index"):
+                put(f"shipper_process_{key}", {"shipper": str(shipper["index"])}, value)
     for reader in data.get("readers", []):
         labels = {"container_id": reader["container_id"][:12], "container_name": reader["container_name"]}
         for key, value in reader.items():

@@ -57,9 +57,13 @@ def show_stats(path: Path, as_json: bool) -> int:
           f"dropped {store.get('records_dropped_total', 0)}  disk free {_mib(store.get('disk_free_bytes'))}  "
           f"rss {_mib(store.get('rss_bytes'))}")
     ship = data.get("shipper", {})
-    print(f"shipper     pid {ship.get('pid')}  shipped {ship.get('shipped_total', 0)}  queued {ship.get('queued', 0)}  "
+    pids = ",".join(str(pid) for pid in ship["pids"]) if "pids" in ship else ship.get("pid")
+    print(f"shipper     pid {pids}  shipped {ship.get('shipped_total', 0)}  queued {ship.get('queued', 0)}  "
           f"in flight {ship.get('in_flight', 0)}  retried {ship.get('retried_total', 0)}  "
           f"failed {ship.get('failed_total', 0)}  dead-lettered {ship.get('dead_lettered_total', 0)}")
+    for one in data.get("shippers", []):  # SHIPPERS > 1: the line above is their sum
+        print(f"  shipper-{one['index']}  pid {one['pid']}  shipped {one.get('shipped_total', 0)}  "
+              f"queued {one.get('queued', 0)}  in flight {one.get('in_flight', 0)}  restarts {one['restarts']}")
     for out in ship.get("outputs", []):
         state = {True: "reachable", False: "UNREACHABLE", None: "not tried yet"}[out.get("reachable")]
         print(f"  -> {out['output']}: {state}{'  (' + out['last_error'] + ')' if out.get('last_error') else ''}")

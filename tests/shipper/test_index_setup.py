@@ -77,3 +77,32 @@ def test_a_setup_failing_for_ever_lets_lines_go_after_the_wait() -> None:
     assert runs == 1
     assert len(ready_at) == 1 and 0.45 <= ready_at[0] < 2.0
     assert stats["index_setups_pending"] == 1 and stats["index_setup_failures_total"] >= 3
+
+
+def test_two_shippers_setting_up_the_same_template_at_once_both_succeed_first_time() -> None:
+    # With SHIPPERS=2 (or two hosts) both may find the template absent and both put it with create=true: the
+    # second put is answered 400 "already exists", which is the outcome wanted, not a failure to retry.
+    async def run(es: EsStandin) -> list[dict[str, int]]:
+        setup = IndexSetup("raced", "raced-*", "raced-policy")
+        clients = [AsyncElasticsearch(es.url, max_retries=0) for _ in range(2)]
+        shippers = [IndexSetups("1.0", lambda: None) for _ in clients]
+        for n, (setups, client) in enumerate(zip(shippers, clients, strict=True)):
+            setups.ensure(f"c{n}", client, setup, (5.0, 5.0))  # a retry would outlast the deadline below
+        start = time.monotonic()
+        while not all(s.runs[(id(c), setup)].done for s, c in zip(shippers, clients, strict=True)):
+            await asyncio.sleep(0.02)  # not a sync: polls a condition with the deadline below
+            assert time.monotonic() - start < 3, "a setup was retried"
+        stats = [s.stats() for s in shippers]
+        for setups, client in zip(shippers, clients, strict=True):
+            await setups.close()
+            await client.close()
+        return stats
+
+    with EsStandin() as es:
+        stats = asyncio.run(run(es))
+        puts = [r for r in es.requests if r.method == "PUT" and r.path == "/_index_template/raced"]
+        assert es.index_template("raced") is not None
+    assert len(puts) == 2  # the race did happen: both found it absent
+    assert [s["index_setup_failures_total"] for s in stats] == [0, 0]
+    # The policy was put by both (a put replaces it with the same), the template by one; the other found it there.
+    assert sum(s["index_setup_installed_total"] for s in stats) == 3

@@ -71,3 +71,14 @@ def test_every_setting_is_settable_in_config_json() -> None:
     for s in SETTINGS:
         assert "value" in env[s.name].get("Settable", []), s.name
         assert env[s.name]["Value"] == s.default, s.name
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("2", 2), (" 8 ", 8), ("", 1)])
+def test_shippers(value: str, expected: int) -> None:
+    assert PluginSettings.from_env({"SHIPPERS": value}).shippers == expected
+
+
+@pytest.mark.parametrize("value", ["0", "9", "-1", "two", "1.5", "2x"])
+def test_shippers_out_of_range_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"SHIPPERS=.*from 1 to 8"):
+        PluginSettings.from_env({"SHIPPERS": value})

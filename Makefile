@@ -47,12 +47,13 @@ lint: venv
 	$(VPY) -m mypy
 	$(VENV)/bin/lint-imports
 
-# Every bench/*.py module in turn (bench/docker_run.py starts its own private engine: needs root), then one table of
+# Every bench/*.py module in turn but bench/profile.py (a tool: py-spy on one process while a benchmark runs;
+# bench-smoke checks it) (bench/docker_run.py starts its own private engine: needs root), then one table of
 # every figure (bench/_table.py), also kept in build/bench-figures.md.
 bench: venv
 	@set -e; mkdir -p build; rm -f build/bench-figures.jsonl; \
 	for f in bench/*.py; do \
-		m=$$(basename $$f .py); case $$m in _*|__init__) continue;; esac; \
+		m=$$(basename $$f .py); case $$m in _*|__init__|profile) continue;; esac; \
 		echo "== python -m bench.$$m"; ELP_BENCH_FIGURES=build/bench-figures.jsonl $(VPY) -m bench.$$m; \
 	done; \
 	echo "== all figures"; $(VPY) -m bench._table build/bench-figures.jsonl | tee build/bench-figures.md

@@ -70,6 +70,7 @@ def run_child(role: str, make: Callable[[], P], run: Callable[[P], ExitCode]) ->
 
 
 def _become_child(role: str, keep: list[int]) -> None:
+    _name_process(role)
     signal.set_wakeup_fd(-1)
     for sig in _RESET_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
@@ -97,3 +98,14 @@ def _retag_logging(role: str) -> None:
         fmt = handler.formatter
         if fmt is not None and fmt._fmt is not None:
             handler.setFormatter(logging.Formatter(fmt._fmt.replace("[supervisor]", f"[{role}]")))
+
+
+def _name_process(role: str) -> None:
+    """Name the child ``elp-<role>`` in /proc/<pid>/comm, so ``ps``, ``top`` and a profiler tell the forked
+    processes apart (they all share the supervisor's command line). Threads started later (ZeroMQ's I/O thread)
+    inherit the name. Linux keeps at most 15 bytes of it."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(f"elp-{role}"[:15])
+    except OSError as exc:  # not Linux, or /proc not mounted: only the name is lost
+        log.debug("could not name the %s process: %s", role, exc)

@@ -30,6 +30,10 @@ def test_stats_follow_the_load(plugin: RunningPlugin) -> None:
     stats = plugin.stats()
     assert set(stats) >= {"supervisor", "localstore", "shipper", "readers"}
     assert stats["supervisor"]["pid"] == plugin.proc.pid and stats["supervisor"]["uptime_s"] > 0
+    # Forked children share the supervisor's command line; their names tell them apart (ps, top, bench.profile).
+    names = {role: Path(f"/proc/{stats[role]['pid']}/comm").read_text().strip() for role in ("localstore", "shipper")}
+    assert names == {"localstore": "elp-localstore", "shipper": "elp-shipper"}
+    assert Path(f"/proc/{reader['pid']}/comm").read_text().strip() == "elp-reader"
     assert stats["localstore"]["records_total"] >= 5000 or wait_until(
         lambda: plugin.stats()["localstore"]["records_total"] >= 5000, message="the store's count")
     lg.write(*(entry(b"more") for _ in range(3000)))

@@ -88,6 +88,9 @@ def main() -> None:
                f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.2f}", ">= 0.9")
         report("catch-up", "s from the stand-in up to its first accepted request", f"{statistics.median(waits):.1f}",
                goal="(back-off, backoff_max 2s)")
+        # Each run beside the P3 run just before it (the machine's load changes between runs).
+        print("runs (catch-up docs/s / P3 docs/s):", ", ".join(f"{r:,.0f}/{p:,.0f} = {r / p:.2f}"
+                                                            for r, p in zip(rates, p3, strict=True)))
     finally:
         es.stop()
         shutil.rmtree(work, ignore_errors=True)

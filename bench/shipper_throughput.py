@@ -22,7 +22,7 @@ processing alone. Clock as in P3, until the stand-in has every document but the 
 open until its timeout).
 
     python -m bench.shipper_throughput [--lines N] [--size BYTES] [--repeat R] [--rate L/S] [--seconds S] [--smoke]
-        [--only-p3]
+        [--only-p3] [--plugin-first]
 """
 
 from __future__ import annotations
@@ -341,6 +341,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the benchmark runs")
     parser.add_argument("--only-p3", action="store_true", help="P3 and the stand-in's ceiling only (A/B runs)")
+    parser.add_argument("--plugin-first", action="store_true",
+                        help="each repeat runs the plugin before the reference: the shipper is busy a few seconds "
+                             "after the start, for `python -m bench.profile --role shipper -- shipper_throughput ...`")
     args = parser.parse_args()
     if args.smoke:
         args.lines, args.repeat, args.seconds = 2_000, 1, 2.0
@@ -356,10 +359,13 @@ def main() -> None:
         # its flush interval), and a plugin that just shipped the throughput runs showed seconds of latency.
         with running_plugins(work / "p1", work / "p2", work / "p3") as (plugin, plugin_1s, plugin_200ms):
             for _ in range(args.repeat):
-                bare.append(bare_bulk(es, actions))
+                if not args.plugin_first:
+                    bare.append(bare_bulk(es, actions))
                 elapsed, after_writer = plugin_shipper_tail(plugin, es, stream, args.lines)
                 ours.append(elapsed)
                 tails.append(after_writer)
+                if args.plugin_first:
+                    bare.append(bare_bulk(es, actions))
                 ceiling.append(stand_in_ceiling(es, actions))
             del actions
             if not args.only_p3:

@@ -92,6 +92,10 @@ class BulkShipper:
         self.park_delay = self.backoff_init
         self.park_until = 0.0
         self.in_flight = 0
+        # Set when the output answers again after failing: the other senders cut their back-off short. Otherwise a
+        # sender whose request failed last sleeps on (up to 1.5 x backoff_max) with the oldest documents, and the
+        # acknowledgement, so the fetching (MAX_BACKLOG), waits for it: catch-up after an outage idled (issue 15).
+        self.recovered = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._logged_errors: set[str] = set()
 
@@ -175,8 +179,19 @@ class BulkShipper:
             batch = kept
             if batch:
                 self.counters["retried_total"] += len(batch)
-                await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: not every shipper at once
+                await self._back_off(delay * (0.5 + random.random()))  # jitter: not every shipper at once
                 delay = min(self.backoff_max, delay * 2)
+
+    async def _back_off(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the output answers again meanwhile (another sender's request passed)."""
+        if self.reachable is not False:  # this request's own trouble (429 items...): the whole back-off
+            await asyncio.sleep(seconds)
+            return
+        self.recovered.clear()
+        try:
+            await asyncio.wait_for(self.recovered.wait(), seconds)
+        except TimeoutError:
+            pass
 
     def _park(self, docs: list[PendingDoc]) -> None:
         if not docs:
@@ -367,6 +382,7 @@ class BulkShipper:
     def _reachable(self) -> None:
         if self.reachable is False:
             log.info("%s: delivering again", self.name)
+            self.recovered.set()
         self.reachable = True
         self.last_error = ""
         self.config_fault = ""

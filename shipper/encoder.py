@@ -30,13 +30,7 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
     builder = _builder(info, options, host_name, agent_id, agent_version, agent_ephemeral_id)
     pipeline_option = options.get("pipeline")
     if not pipeline_option:
-        encode_line = builder.encode_line
-
-        def encode(time_nano: int, source: str, message: bytes, truncated: bool) -> tuple[str, str | None, bytes]:
-            index, body = encode_line(time_nano, source, message, truncated)
-            return index, None, body
-
-        return encode
+        return _PlainEncoder(builder.encode_line)
     pipeline = _pipeline(builder, str(pipeline_option))
 
     def encode_with_pipeline(time_nano: int, source: str, message: bytes,
@@ -45,6 +39,20 @@ def build_encoder(info: Mapping[str, Any], options: Mapping[str, Any], host_name
         return index, pipeline(time_nano), body
 
     return encode_with_pipeline
+
+
+class _PlainEncoder:
+    """An Encoder without a pipeline. ``line`` is the builder's ``encode_line`` itself: the feed's plain path calls
+    it directly (index, body), without this wrapper's call and tuple per line (issue 15)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: Callable[[int, str, bytes, bool], tuple[str, bytes]]) -> None:
+        self.line = line
+
+    def __call__(self, time_nano: int, source: str, message: bytes, truncated: bool) -> tuple[str, str | None, bytes]:
+        index, body = self.line(time_nano, source, message, truncated)
+        return index, None, body
 
 
 def build_processor(info: Mapping[str, Any], options: Mapping[str, Any], host_name: str, agent_id: str,

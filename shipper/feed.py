@@ -123,6 +123,8 @@ class ContainerFeed:
         # The plain path's per-line work is inlined below (one document per complete line of a named stream):
         # it runs for every line, and calls and lookups were a fifth of the shipper's time (issue 15).
         from_string, encode, inflight, prefix = LogEntry.FromString, self.encode, self.inflight, self.id_prefix
+        # Without a pipeline the builder's encode_line itself (see shipper/encoder.py): no wrapper call per line.
+        encode_line = getattr(encode, "line", None)
         made = 0
         for first, after in record_spans(data):
             start, end = (generation, base + first), (generation, base + after)
@@ -136,8 +138,13 @@ class ContainerFeed:
                 continue
             if processor is None and entry.source and not entry.partial:  # never a marker: those have no source
                 line = entry.line
-                index, pipeline, doc = encode(entry.time_nano, entry.source,
-                                              line[:-1] if line[-1:] == b"\n" else line, False)
+                if encode_line is not None:
+                    pipeline = None
+                    index, doc = encode_line(entry.time_nano, entry.source,
+                                             line[:-1] if line[-1:] == b"\n" else line, False)
+                else:
+                    index, pipeline, doc = encode(entry.time_nano, entry.source,
+                                                  line[:-1] if line[-1:] == b"\n" else line, False)
                 inflight[end] = False
                 made += 1
                 docs.append(PendingDoc(self.container_id, end, f"{prefix}{start[0]:x}.{start[1]:x}", index, doc,

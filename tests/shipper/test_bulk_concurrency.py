@@ -25,3 +25,15 @@ def test_every_document_once_with_several_senders() -> None:
         run = ship(es, make_docs(500), all_finished(500))
         assert max(run.finished.values()) == 1 and len(run.finished) == 500
         assert es.count(INDEX) == 500 and run.bulk.counters["shipped_total"] == 500
+
+
+def test_a_sender_in_back_off_retries_at_once_when_the_output_answers_again() -> None:
+    # The first request (documents 0-49) fails; its sender backs off for a minute. The second request (50-99) passes:
+    # the output answers again, so the first sender cuts its back-off short. Without that it slept on with the oldest
+    # documents, and the acknowledgement (and so the fetching) waited for it: after an outage, catch-up idled.
+    with EsStandin() as es:
+        es.fail_next(503, count=1, path="_bulk")
+        run = ship(es, make_docs(100), all_finished(100), timeout=15, backoff_init=60.0, backoff_max=60.0)
+        assert max(run.finished.values()) == 1 and es.count(INDEX) == 100
+        assert run.bulk.counters["retried_total"] == 50 and run.bulk.reachable
+

@@ -326,3 +326,12 @@ def test_encode_line_is_encode_with_index_byte_for_byte(lines: list[tuple[int, s
         stripped = message[:-1] if message.endswith(b"\n") else message
         assert b.encode_line(time_nano, source, stripped, truncated) == b.encode_with_index(time_nano, source,
                                                                                          message, truncated)
+
+
+def test_the_per_stream_memo_stays_small_under_many_stream_names() -> None:
+    # dockerd names two streams; a FIFO carrying others (bad input) must not grow a cached piece per name for ever.
+    b = builder()
+    for i in range(1000):
+        source = f"source-{i}"
+        assert orjson.loads(b.encode_line(T0, source, b"x", False)[1])["stream"] == source
+    assert len(b._streams) <= 65 and len(b._ends) <= 65

@@ -88,7 +88,8 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
-        # When the FIFO was last left alone after a quiet batch left (see _rest_after_quiet_batch); None otherwise.
+        # While the FIFO rests after a quiet batch left, where the batch its rest ends with counts from (see
+        # _rest_after_quiet_batch); None otherwise.
         self.rest_from: float | None = None
         self.rate = 0.0  # bytes/s the container wrote over the last interval between two reads
         self.wakeups = 0  # turns of the main loop: what a quiet container costs (stats: wakeups_total)
@@ -232,7 +233,7 @@ class ReaderProcess:
                 return
             self.read_bytes += len(chunk)
             n = self.decoder.feed(chunk, batcher.records)
-            # After a rest the lines may have waited in the pipe since it began: the batch counts from then.
+            # After a rest the batch counts from rest_from: what waited in the pipe leaves on time (see below).
             batcher.added(n, self.rest_from)
             self._log_corruption_once()
             if len(batcher.records) >= batcher.max_bytes:
@@ -302,25 +303,33 @@ class ReaderProcess:
             )
 
     def _rest_after_quiet_batch(self, size: int) -> None:
-        """A quiet batch just left at its deadline: leave the FIFO alone for a whole window (no longer than the
-        pipe, at the rate just seen, takes to half fill, or the next batch to grow big enough to leave early), then
-        read what came meanwhile and send it at once: a line waited at most the window, as in a batch, and a quiet
-        container costs one wake-up per batch. Reading the next line as it came and sending it a window later
-        costs a wake-up more (two, with the burst check of _plan_next_read). A rest that reads nothing leaves the
-        FIFO watched again: an idle container does not wake. Not while followed (the window is FOLLOW_WAIT itself)
-        nor when busy (read again at once)."""
+        """A quiet batch just left at its deadline: leave the FIFO alone until the window's next tick (at most a
+        window; no longer than the pipe, at the rate just seen, takes to half fill, or the next batch to grow big
+        enough to leave early), then read what came meanwhile and send it at once: a line waited at most the window,
+        as in a batch, and a quiet container costs one wake-up per batch. Reading the next line as it came and
+        sending it a window later costs a wake-up more (two, with the burst check of _plan_next_read). A rest that
+        reads nothing leaves the FIFO watched again: an idle container does not wake. Not while followed (the window
+        is FOLLOW_WAIT itself) nor when busy (read again at once)."""
         batcher = self.batcher
         if (self.busy or self.eof or self.stopping or batcher.max_wait <= self.spec.follow_wait
                 or size >= batcher.min_bytes):
             return
-        pause = batcher.max_wait
+        now = time.monotonic()
+        # The rest ends on a multiple of the window (the monotonic clock is the machine's): every quiet reader with
+        # that window then sends at the same moment, and the local store and the supervisor take their batches and
+        # reports in one wake-up each, not one per reader.
+        tick = -now % batcher.max_wait
+        if tick < MIN_PAUSE:
+            tick += batcher.max_wait  # too close to rest for: the next one (a few ms over the window)
+        pause = tick
         if self.rate > 0:
             pause = min(pause, (self.pipe_size / 2) / self.rate, batcher.min_bytes / self.rate)
         if pause < MIN_PAUSE:
             return
-        now = time.monotonic()
         self.fifo_resume_at = now + pause
-        self.rest_from = now
+        # What the read at the tick finds leaves at once (a batch counted from a window before the tick); one cut
+        # short by the rate stays open for its window from now, as any batch.
+        self.rest_from = now + tick - batcher.max_wait if pause == tick else now
 
     def _queue_batch(self) -> None:
         batch = self.batcher.take()

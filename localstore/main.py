@@ -303,6 +303,7 @@ class LocalStoreProcess:
             {
                 "bytes_total": c.bytes_total,
                 "records_total": c.records_total,
+                "batches_total": c.batches_total,
                 "write_errors_total": c.write_errors_total,
                 "containers": len(self.store.logs),
                 "read_streams": c.read_streams,

@@ -66,6 +66,7 @@ def _without_secrets(info: dict[str, Any]) -> dict[str, Any]:
 class StoreCounters:
     bytes_total: int = 0
     records_total: int = 0
+    batches_total: int = 0  # readers' batches written (each costs wake-ups in a reader and here)
     records_dropped_total: int = 0
     write_errors_total: int = 0
     read_streams: int = 0
@@ -188,6 +189,7 @@ class LocalStore:
             return False
         self.refused_from.pop(fifo, None)
         self.append(container_id, records, count, head=marker_record(fifo, seq + count))
+        self.counters.batches_total += 1
         self.last_seq[fifo] = seq + count
         return True
 

@@ -88,7 +88,10 @@ class ReaderProcess:
         self.last_read_at = 0.0
         self.fifo_resume_at = 0.0
         self.read_bytes = 0
-        self.rested = False  # the FIFO was left alone for FOLLOW_WAIT after a quiet batch left (see below)
+        # While the FIFO rests after a quiet batch left, where the batch its rest ends with counts from (see
+        # _rest_after_quiet_batch); None otherwise.
+        self.rest_from: float | None = None
+        self.rate = 0.0  # bytes/s the container wrote over the last interval between two reads
         self.wakeups = 0  # turns of the main loop: what a quiet container costs (stats: wakeups_total)
         self.control = ControlChannel(spec.control, "reader", log)
 
@@ -160,6 +163,18 @@ class ReaderProcess:
                 _drain(wake_r)
             if control.fileno() in events and not self._read_control():
                 poller.unregister(control)  # the supervisor is gone: the getppid check above ends the loop
+            sender.receive()
+            now = time.monotonic()
+            # Report when nothing is in flight (a batch just sent would count as unconfirmed, and a reader killed
+            # now would be charged for lines the store has: lines_lost_in_crashes), or once overdue. Taken before
+            # the read, when the last batch's acknowledgement is in: a quiet reader's one wake-up per batch carries
+            # its report too.
+            if now >= next_stats + STATS_SLACK or (now >= next_stats - STATS_SLACK and not sender.unacked):
+                self._send_stats()
+                next_stats = now + STATS_INTERVAL
+                if os.getppid() != self.parent:
+                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
+                    self.stopping = True
             # The FIFO's pause ended (the timeout that woke us): read now rather than turn once more to poll it.
             resumed = not watching_fifo and not held_back and time.monotonic() >= self.fifo_resume_at
             if events.get(fd) or resumed or self.batcher.due(time.monotonic()) or self.stopping:
@@ -170,18 +185,8 @@ class ReaderProcess:
                 size = len(self.batcher.records)
                 self._queue_batch()
                 self._rest_after_quiet_batch(size)
-            sender.receive()
             sender.resend_if_stalled()
             sender.send()
-            now = time.monotonic()
-            # Report when nothing is in flight (a batch just sent would count as unconfirmed, and a reader killed
-            # now would be charged for lines the store has: lines_lost_in_crashes), or once overdue.
-            if now >= next_stats + STATS_SLACK or (now >= next_stats - STATS_SLACK and not sender.unacked):
-                self._send_stats()
-                next_stats = now + STATS_INTERVAL
-                if os.getppid() != self.parent:
-                    log.warning("supervisor gone; reader of %s exits", self.spec.container_id[:12])
-                    self.stopping = True
             if self.eof or self.stopping:
                 break
         if self.eof:
@@ -228,7 +233,8 @@ class ReaderProcess:
                 return
             self.read_bytes += len(chunk)
             n = self.decoder.feed(chunk, batcher.records)
-            batcher.added(n)
+            # After a rest the batch counts from rest_from: what waited in the pipe leaves on time (see below).
+            batcher.added(n, self.rest_from)
             self._log_corruption_once()
             if len(batcher.records) >= batcher.max_bytes:
                 self._queue_batch()
@@ -256,6 +262,7 @@ class ReaderProcess:
             if msg.count > 0:
                 # Someone reads the logs now: what the FIFO and the open batch hold goes to the store at once.
                 self.fifo_resume_at = 0.0
+                self.rest_from = None
                 self._read_available()
                 self._queue_batch()
 
@@ -265,9 +272,9 @@ class ReaderProcess:
         quiet container costs one wake-up per batch instead of one per line, and a busy one is never left blocked
         on a full pipe."""
         now = time.monotonic()
-        rested, self.rested = self.rested, False
+        rested, self.rest_from = self.rest_from is not None, None
         interval = max(now - self.last_read_at, 0.001)
-        rate = self.read_bytes / interval
+        rate = self.rate = self.read_bytes / interval
         self.last_read_at = now
         left = self.batcher.time_left(now)
         if self.busy or left is None:
@@ -296,16 +303,33 @@ class ReaderProcess:
             )
 
     def _rest_after_quiet_batch(self, size: int) -> None:
-        """A quiet batch just left at its deadline: leave the FIFO alone for FOLLOW_WAIT, then read what came
-        meanwhile and pause by the rate seen over that rest. Without it, the next line wakes the reader at once
-        and a look FOLLOW_WAIT later follows (the burst check of _plan_next_read): one wake-up more per batch.
-        Not while followed (the window is FOLLOW_WAIT itself) nor when busy (read again at once)."""
-        follow = self.spec.follow_wait
-        if (self.busy or self.eof or self.stopping or self.batcher.max_wait <= follow
-                or size >= self.batcher.min_bytes):
+        """A quiet batch just left at its deadline: leave the FIFO alone until the window's next tick (at most a
+        window; no longer than the pipe, at the rate just seen, takes to half fill, or the next batch to grow big
+        enough to leave early), then read what came meanwhile and send it at once: a line waited at most the window,
+        as in a batch, and a quiet container costs one wake-up per batch. Reading the next line as it came and
+        sending it a window later costs a wake-up more (two, with the burst check of _plan_next_read). A rest that
+        reads nothing leaves the FIFO watched again: an idle container does not wake. Not while followed (the window
+        is FOLLOW_WAIT itself) nor when busy (read again at once)."""
+        batcher = self.batcher
+        if (self.busy or self.eof or self.stopping or batcher.max_wait <= self.spec.follow_wait
+                or size >= batcher.min_bytes):
             return
-        self.fifo_resume_at = time.monotonic() + follow
-        self.rested = True
+        now = time.monotonic()
+        # The rest ends on a multiple of the window (the monotonic clock is the machine's): every quiet reader with
+        # that window then sends at the same moment, and the local store and the supervisor take their batches and
+        # reports in one wake-up each, not one per reader.
+        tick = -now % batcher.max_wait
+        if tick < MIN_PAUSE:
+            tick += batcher.max_wait  # too close to rest for: the next one (a few ms over the window)
+        pause = tick
+        if self.rate > 0:
+            pause = min(pause, (self.pipe_size / 2) / self.rate, batcher.min_bytes / self.rate)
+        if pause < MIN_PAUSE:
+            return
+        self.fifo_resume_at = now + pause
+        # What the read at the tick finds leaves at once (a batch counted from a window before the tick); one cut
+        # short by the rate stays open for its window from now, as any batch.
+        self.rest_from = now + tick - batcher.max_wait if pause == tick else now
 
     def _queue_batch(self) -> None:
         batch = self.batcher.take()

@@ -37,6 +37,7 @@ def test_a_batch_after_a_gap_is_refused_until_the_oldest_held_one_comes(tmp_path
     assert store.append_batch(cid, FIFO, base + 30, records(30, 10), 10)
     assert store.append_batch(cid, FIFO, base + 20, records(20, 10), 10), "a re-sent stored batch: confirmed"
     assert stored_lines(store, cid) == 40
+    assert store.counters.batches_total == 4, "refused and re-sent batches are not counted as written"
     assert store.counters.out_of_order_refused_total == 2
     assert store.counters.duplicates_skipped_total == 10
 

@@ -178,3 +178,58 @@ def test_stored_records_for_any_chunking(items: list[LogEntry], points: list[int
     assert decoder.counters.bytes == len(stream)
     assert decoder.counters.partial_chunks == sum(e.partial for e in items)
     assert decoder.finish() == 0
+
+
+# --- the fast path (dockerd's usual layout: a complete line, last in the body) must store what decoding would --------
+
+
+def reference_record(body: bytes) -> bytes:
+    """The record FrameDecoder stores for ``body``, made the slow way: decode, add the newline, encode."""
+    entry = LogEntry.FromString(body)
+    if not entry.partial or entry.partial_log_metadata.last:
+        entry.line += b"\n"
+    stored = entry.SerializeToString()
+    return HEADER.pack(len(stored)) + stored + HEADER.pack(len(stored))
+
+
+# Line lengths around every change of the length's varint size (1, 2 and 3 bytes, before and after the newline).
+BOUNDARY_LENGTHS = [0, 1, 2, 125, 126, 127, 128, 129, 200, 16_381, 16_382, 16_383, 16_384, 16_385, 20_000]
+NOW_NS = 1_765_000_000_000_000_000
+
+
+@given(source=st.sampled_from(["stdout", "stderr", "", "x", "stdoutx"]),
+       time_nano=st.one_of(st.integers(NOW_NS - 10**18, NOW_NS + 10**18), st.integers(-(2**63), 2**63 - 1),
+                           st.sampled_from([0, 1, 127, 128, 2**56 - 1, 2**56, 2**63 - 1, -1])),
+       length=st.sampled_from(BOUNDARY_LENGTHS), fill=st.binary(min_size=1, max_size=1),
+       partial=st.sampled_from([None, False, True]))
+@settings(max_examples=300, deadline=None)
+def test_every_entry_is_stored_as_decoding_and_encoding_it_would(source: str, time_nano: int, length: int,
+                                                                 fill: bytes, partial: bool | None) -> None:
+    entry = LogEntry(source=source, time_nano=time_nano, line=fill * length)
+    if partial is not None:
+        entry.partial = True
+        entry.partial_log_metadata.last = partial
+        entry.partial_log_metadata.id = "p"
+    frame = encode_frame(entry)
+    out = bytearray()
+    assert FrameDecoder().feed(frame, out) == 1
+    assert bytes(out) == reference_record(frame[HEADER_SIZE:])
+
+
+def test_non_canonical_bodies_are_stored_as_decoding_and_encoding_them_would() -> None:
+    """Bodies that look like dockerd's but differ in a byte the fast path relies on: an overlong time varint (its
+    last byte 0), an overlong line length, a line followed by another field, a second line field."""
+    head = b"\n\x06stdout\x10"
+    time9 = bytes([0x80] * 8 + [0x01])
+    overlong_time = bytes([0x80] * 8 + [0x00])
+    bodies = [
+        head + overlong_time + b"\x1a\x03abc",
+        head + time9 + b"\x1a\x83\x00abc",  # length 3 in two bytes
+        head + time9 + b"\x1a\x03abc\x20\x01",  # partial after line
+        head + time9 + b"\x1a\x03abc\x1a\x02de",  # line twice: the last one wins
+        head + time9 + b"\x1a" + bytes([0x80 | 200 & 0x7F, 200 >> 7]) + b"y" * 200,  # the fast path's own case
+    ]
+    for body in bodies:
+        out = bytearray()
+        assert FrameDecoder().feed(HEADER.pack(len(body)) + body, out) == 1, body
+        assert bytes(out) == reference_record(body), body

@@ -310,7 +310,7 @@ def main() -> None:
             report("catch-up", f"ES back after the outage: s to the first docs / to {args.catchup_docs} docs",
                    f"{first:.1f}", f"{total:.1f}", "-", "(first retry waits out backoff_max)")
             report("catch-up", f"docs/s from the first docs to {args.catchup_docs}, {args.line_bytes} B lines",
-                   f"{rate:,.0f}")
+                   f"{rate:,.0f}" if rate > 0 else "- (all in the first answers)")
     finally:
         for lg in loggers:
             lg.close()

@@ -87,14 +87,17 @@ def feed(fds: list[int], line_bytes: int, rate: float, written: Synchronized[int
         os.set_blocking(fd, False)
     pad = b"x" * max(0, line_bytes - 10)
     pending = [memoryview(b"")] * len(fds)
-    n = 0
+    n = turn = 0
     start = time.monotonic()
     while not stop.value:
         progress = False
         now = time.time_ns()
-        for i, fd in enumerate(fds):
+        for _ in range(len(fds)):
             if written.value >= (time.monotonic() - start) * rate:
                 break
+            # The turn goes on where the last pass stopped, so every container gets its share of the rate.
+            i, turn = turn, (turn + 1) % len(fds)
+            fd = fds[i]
             if not pending[i]:
                 frames: list[bytes] = []
                 size = 0
@@ -172,12 +175,24 @@ def sample_all(plugin: RunningPlugin, memory: dict[str, Memory], stored_gib: flo
 
 
 def stored_bytes(containers: Path) -> int:
-    total = 0
+    return sum(per_container(containers))
+
+
+def per_container(containers: Path) -> list[int]:
+    """Bytes in each container's files."""
+    sizes = []
     with os.scandir(containers) as folders:
         for folder in folders:
+            size = 0
             with os.scandir(folder.path) as files:
-                total += sum(f.stat().st_size for f in files if f.name.startswith("container.log"))
-    return total
+                for f in files:
+                    if f.name.startswith("container.log"):
+                        try:
+                            size += f.stat().st_size
+                        except FileNotFoundError:
+                            pass  # rotated away (renamed or deleted) since the listing
+            sizes.append(size)
+    return sizes
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -278,7 +293,11 @@ def main() -> None:
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         seconds, written = fill(plugin, [lg.fd for lg in loggers], target, early, args.line_bytes,
                                 args.mb_per_s * 1e6, memory)
-        stored = stored_bytes(plugin.data_dir / "containers")
+        sizes = per_container(plugin.data_dir / "containers")
+        stored = sum(sizes)
+        # The default rotation (max-size=10m, max-file=5) deletes a container's oldest file past about 50 MB.
+        near = " (near the 50 MB the default rotation keeps: files may have been deleted)" if max(sizes) > 45e6 else ""
+        print(f"per container: {min(sizes) / MIB:.1f} to {max(sizes) / MIB:.1f} MiB stored{near}")
         print(f"stored {stored / 2**30:.2f} GiB in {seconds:.0f} s ({stored / seconds / 1e6:.0f} MB/s; the feeder "
               f"wrote {written / 2**30:.2f} GiB of frames); load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         for m in memory.values():

@@ -19,8 +19,9 @@ it runs beside is hardly touched.
     python -m bench.profile --smoke        (the local store during ``bench.start_logging --smoke``: checks the tool
                                             runs)
 
-``--role`` is one of ``shipper``, ``localstore``, ``reader`` (the first reader found) or ``supervisor`` (the
-benchmark's plugin itself: the process of the tree named ``python`` whose children are named ``elp-*``).
+``--role`` is one of ``shipper`` (the first one found when SHIPPERS > 1 names them ``elp-shipper-<i>``),
+``localstore``, ``reader`` (the first reader found) or ``supervisor`` (the benchmark's plugin itself: the process of
+the tree whose children are named ``elp-*``).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def find_role(root: psutil.Process, role: str) -> psutil.Process | None:
             if role == "supervisor":
                 if any(child.name().startswith("elp-") for child in proc.children()):
                     return proc
-            elif name == f"elp-{role}"[:15]:
+            elif name == f"elp-{role}"[:15] or name.startswith(f"elp-{role}-"):  # SHIPPERS > 1: elp-shipper-0
                 return proc
         except psutil.Error:
             continue

@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
@@ -71,6 +71,7 @@ class Cost:
     cores: float
     lines: int
     seconds: float
+    by_role: dict[str, float] = field(default_factory=dict)  # cores per kind of process
 
     @property
     def per_million(self) -> float:
@@ -113,25 +114,33 @@ def feeding(fds: list[int], load: Load, seconds: float) -> Iterator[Synchronized
 # ---------------------------------------------------------------------------------------------------- measure
 
 
-def tree_cpu(root: psutil.Process) -> float:
-    total = 0.0
+def tree_cpu(root: psutil.Process) -> dict[int, float]:
+    """User+system CPU seconds of every live process of the tree, by pid."""
+    cpu = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             t = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += t.user + t.system
-    return total
+        cpu[proc.pid] = t.user + t.system
+    return cpu
 
 
-def measure(root_pid: int, fds: list[int], load: Load, warmup: float, window: float) -> Cost:
+def measure(root_pid: int, fds: list[int], load: Load, warmup: float, window: float,
+            roles: dict[int, str] | None = None) -> Cost:
+    """``roles`` names some processes of the tree (the root is "supervisor"); the others count as "readers"."""
     root = psutil.Process(root_pid)
     with feeding(fds, load, warmup + window) as written:
         time.sleep(warmup)
         cpu0, lines0, t0 = tree_cpu(root), written.value, time.monotonic()
         time.sleep(window)
         cpu1, lines1, t1 = tree_cpu(root), written.value, time.monotonic()
-    return Cost((cpu1 - cpu0) / (t1 - t0), lines1 - lines0, t1 - t0)
+    names = {root_pid: "supervisor", **(roles or {})}
+    by_role: dict[str, float] = {}
+    for pid, seconds in cpu1.items():
+        role = names.get(pid, "readers")
+        by_role[role] = by_role.get(role, 0.0) + (seconds - cpu0.get(pid, 0.0)) / (t1 - t0)
+    return Cost(sum(by_role.values()), lines1 - lines0, t1 - t0, by_role)
 
 
 # ---------------------------------------------------------------------------------------------------- the two sides
@@ -185,7 +194,9 @@ def run_ours(work: Path, es: CountingEs, load: Load, warmup: float, window: floa
             assert reply == {"_status": 200}, reply
             loggers.append(lg)
         forked_readers(plugin, loggers)
-        return measure(plugin.proc.pid, [lg.fd for lg in loggers], load, warmup, window)
+        stats = plugin.stats()
+        roles = {int(stats[role]["pid"]): role for role in ("localstore", "shipper")}
+        return measure(plugin.proc.pid, [lg.fd for lg in loggers], load, warmup, window, roles)
     finally:
         for lg in loggers:
             lg.stop()
@@ -211,6 +222,8 @@ def compare(key: str, work: Path, es: CountingEs, load: Load, warmup: float, win
            f"{ours.cores / bare.cores:.1f}" if bare.cores else "-", goal)
     report(key, f"{load.label()}: CPU s/1M lines", f"{ours.per_million:.1f}", f"{bare.per_million:.1f}",
            "-", f"(fed {achieved:,.0f} lines/s per container)")
+    split = ", ".join(f"{role} {cores:.3f}" for role, cores in sorted(ours.by_role.items()))
+    print(f"    ours by process, cores: {split}", flush=True)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ class Cost:
     cores: float
     lines: int
     seconds: float
+    by_role: dict[str, float] = field(default_factory=dict)  # cores per kind of process
 
     @property
     def per_million(self) -> float:

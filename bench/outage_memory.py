@@ -39,7 +39,10 @@ What bounds the memory (from the code):
   1 MiB, the reader holding at most 64 MiB unconfirmed, and resending what is unconfirmed after 2 s), so the bound
   is containers x 64 MiB, not a constant. Unpaced (every FIFO written as fast as it drains), 1000 containers on
   this 2-core machine took the store's RSS to 1.8 GiB with 0.6 GiB stored, readers resent and some dropped
-  batches (the store confirmed nothing for 5 s); hence ``--mb-per-s``.
+  batches (the store confirmed nothing for 5 s); hence ``--mb-per-s``. Paced at 25 MB/s on the loaded machine,
+  the store's RSS still swung between 0.2 and 3.3 GiB with the backlog in its queues; the supervisor's watchdog
+  killed the busy store once (no report for 10 s while running), the readers resent what it had not confirmed,
+  and the respawned store was OOM-killed at 3.4 GiB: at 1000 containers this run needs a quiet machine.
 
     python -m bench.outage_memory [--containers 1000] [--gib 10] [--line-bytes 8192] [--catchup-docs 100000]
                                   [--smoke]

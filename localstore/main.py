@@ -40,8 +40,14 @@ from proto.paths import fetch_endpoint, ipc_dir, is_container_id, localstore_end
 log = logging.getLogger("elp.localstore")
 
 STATS_INTERVAL = 1.0
-# How many queued batches each reader may have in flight to us before its own bounded queue takes over.
-RCVHWM = 64
+# How many batches of one reader may wait in our ZeroMQ receive queue before its own bounded queue (and then the
+# container) waits instead. Kept small: that queue is in our memory, once per reader (up to 1 MiB a batch), and a
+# batch waits behind every other reader's. At 64, 1000 busy containers on 2 cores took this process to 1.8 GiB
+# with 0.6 GiB stored, and a batch waited over the readers' 5 s "store stuck" limit, so they dropped batches
+# (bench/outage_memory.py, unpaced).
+RCVHWM = 4
+# Messages handled per wake-up of a socket before the loop serves ReadLogs streams, control and timers again.
+TAKE_PER_TURN = 64
 # Closed FIFOs are remembered this long for followers that asked just before the close.
 CLOSED_FIFO_TTL = 600.0
 DRAIN_QUIET_MS = 100
@@ -105,12 +111,7 @@ class LocalStoreProcess:
     def _bind(self, ctx: zmq.Context[zmq.Socket]) -> None:
         """The readers' batches come to one ROUTER, the shipper's fetches to another."""
         ipc_dir(self.data_dir).mkdir(parents=True, exist_ok=True)
-        data_router = ctx.socket(zmq.ROUTER)
-        data_router.setsockopt(zmq.RCVHWM, RCVHWM)
-        data_router.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
-        data_router.setsockopt(zmq.LINGER, 0)
-        data_router.bind(localstore_endpoint(self.data_dir))
-        self.data_router = data_router
+        self.data_router = bind_data_router(ctx, localstore_endpoint(self.data_dir))
         fetch_router = ctx.socket(zmq.ROUTER)
         fetch_router.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MESSAGE)
         fetch_router.setsockopt(zmq.LINGER, 0)
@@ -141,7 +142,7 @@ class LocalStoreProcess:
     def _take(self, sock: zmq.Socket, handle: Callable[[bytes, Message], None], again: Callable[[], None]) -> None:
         """Handle what a ROUTER socket holds, a bounded number at a time (ZeroMQ's FD is edge-triggered, so
         each wake-up drains until EVENTS shows nothing)."""
-        for _ in range(RCVHWM):
+        for _ in range(TAKE_PER_TURN):
             if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return
             # Not copied out of ZeroMQ: a batch's records go from its frame to the file (ContainerLog.append).
@@ -320,6 +321,16 @@ class LocalStoreProcess:
             },
             self.store.per_container(),
         )
+
+
+def bind_data_router(ctx: zmq.Context[zmq.Socket], endpoint: str) -> zmq.Socket:
+    """The ROUTER the readers' batches come to."""
+    data_router = ctx.socket(zmq.ROUTER)
+    data_router.setsockopt(zmq.RCVHWM, RCVHWM)
+    data_router.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE)
+    data_router.setsockopt(zmq.LINGER, 0)
+    data_router.bind(endpoint)
+    return data_router
 
 
 def _end_response(sock: socket.socket) -> None:

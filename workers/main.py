@@ -311,7 +311,10 @@ class ReaderProcess:
         reads nothing leaves the FIFO watched again: an idle container does not wake. Not while followed (the window
         is FOLLOW_WAIT itself) nor when busy (read again at once)."""
         batcher = self.batcher
-        if (self.busy or self.eof or self.stopping or batcher.max_wait <= self.spec.follow_wait
+        # Busy is a rate that fills an early batch within the window, not a big read: a rest gathers a window of
+        # lines in the pipe, so 64 KiB/s or more (25 lines/s of 4 KiB) would read as busy at every tick.
+        busy = self.rate * batcher.max_wait >= batcher.min_bytes
+        if (busy or self.eof or self.stopping or batcher.max_wait <= self.spec.follow_wait
                 or size >= batcher.min_bytes):
             return
         now = time.monotonic()

@@ -46,14 +46,15 @@ def test_the_rest_ends_on_the_windows_tick_and_its_batch_leaves_then(reader: Rea
     assert not reader.batcher.due(end - 0.01)
 
 
-def test_a_rate_that_would_fill_a_batch_first_ends_the_rest_sooner_and_off_the_tick(reader: ReaderProcess) -> None:
-    reader.pipe_size = 1 << 20
-    reader.rate = reader.batcher.min_bytes / 0.1  # big enough to leave early after 0.1 s (the pipe: after 0.2 s)
+def test_a_rate_that_would_half_fill_the_pipe_first_ends_the_rest_sooner_and_off_the_tick(
+        reader: ReaderProcess) -> None:
+    reader.pipe_size = 64 * 1024  # F_SETPIPE_SZ refused: the default pipe
+    reader.rate = 200 * 1024  # quiet (an early batch takes more than the window) but half the pipe in 0.16 s
     wait_until(lambda: 0.05 < time.monotonic() % WINDOW < WINDOW / 2, message="the next tick 0.5 s away or more")
     before = time.monotonic()
     reader._rest_after_quiet_batch(size=10_000)
     after = time.monotonic()
-    assert before + 0.1 <= reader.fifo_resume_at <= after + 0.1
+    assert before + 0.16 <= reader.fifo_resume_at <= after + 0.16
     # that batch is a new one: it stays open for its window from the rest's start
     assert reader.rest_from is not None and before <= reader.rest_from <= after
 
@@ -62,5 +63,20 @@ def test_no_rest_while_followed_or_after_a_big_batch(reader: ReaderProcess) -> N
     reader._rest_after_quiet_batch(size=reader.batcher.min_bytes)
     assert reader.rest_from is None and reader.fifo_resume_at == 0.0
     reader.batcher.max_wait = reader.spec.follow_wait
+    reader._rest_after_quiet_batch(size=100)
+    assert reader.rest_from is None and reader.fifo_resume_at == 0.0
+
+
+def test_a_big_read_at_a_quiet_rate_still_rests(reader: ReaderProcess) -> None:
+    """25 lines/s of 4 KiB: the read at each tick finds 100 KB, more than a 'busy' read, yet the rate is quiet."""
+    reader.pipe_size = 1 << 20
+    reader.busy = True
+    reader.rate = 25 * 4096
+    reader._rest_after_quiet_batch(size=25 * 4096)
+    assert reader.rest_from is not None and reader.fifo_resume_at > 0
+
+
+def test_a_rate_that_fills_an_early_batch_within_the_window_does_not_rest(reader: ReaderProcess) -> None:
+    reader.rate = reader.batcher.min_bytes / WINDOW
     reader._rest_after_quiet_batch(size=100)
     assert reader.rest_from is None and reader.fifo_resume_at == 0.0

@@ -63,27 +63,24 @@ class FrameDecoder:
                     and (body.startswith(_STDOUT_HEAD) or body.startswith(_STDERR_HEAD))
                     and 0 < body[17] < 0x80 and min(body[9:17]) >= 0x80):
                 low = body[19]
-                if low < 0x7F and 20 + low == len(body):  # a length of one byte, still one byte once grown
+                grown, width = low + 1, 1  # line's new length and its varint's width (kept: never 1 -> 2)
+                if not (low < 0x7F and 20 + low == len(body)):
+                    high = body[20]
+                    grown, width = (low & 0x7F | high << 7) + 1, 2
+                    if not (low >= 0x80 and high > 0 and 20 + grown == len(body) and 0x80 <= grown < 1 << 14):
+                        width = 0
+                if width:
                     size = pack(len(body) + 1)
                     at = len(out) + 4 + 19
                     out += size
                     out += body
                     out += b"\n"
                     out += size
-                    out[at] = low + 1
-                    n += 1
-                    continue
-                high = body[20]
-                grown = (low & 0x7F | high << 7) + 1
-                if low >= 0x80 and high > 0 and 21 + grown - 1 == len(body) and 0x80 <= grown < 1 << 14:
-                    size = pack(len(body) + 1)
-                    at = len(out) + 4 + 19
-                    out += size
-                    out += body
-                    out += b"\n"
-                    out += size
-                    out[at] = grown & 0x7F | 0x80
-                    out[at + 1] = grown >> 7
+                    if width == 1:
+                        out[at] = grown
+                    else:
+                        out[at] = grown & 0x7F | 0x80
+                        out[at + 1] = grown >> 7
                     n += 1
                     continue
             try:

@@ -12,7 +12,7 @@ from elasticsearch import AsyncElasticsearch
 from proto.options import LogOptionError
 from shipper.index_setup import IndexSetup, IndexSetups, index_setup
 from supervisor.logopts import parse_log_options
-from tests.es_standin import EsStandin
+from tests.es_standin import EsStandin, Hold
 
 
 def setup_of(**opts: str) -> IndexSetup | None:
@@ -82,12 +82,18 @@ def test_a_setup_failing_for_ever_lets_lines_go_after_the_wait() -> None:
 def test_two_shippers_setting_up_the_same_template_at_once_both_succeed_first_time() -> None:
     # With SHIPPERS=2 (or two hosts) both may find the template absent and both put it with create=true: the
     # second put is answered 400 "already exists", which is the outcome wanted, not a failure to retry.
-    async def run(es: EsStandin) -> list[dict[str, int]]:
+    async def run(es: EsStandin, looks: Hold) -> list[dict[str, int]]:
         setup = IndexSetup("raced", "raced-*", "raced-policy")
         clients = [AsyncElasticsearch(es.url, max_retries=0) for _ in range(2)]
         shippers = [IndexSetups("1.0", lambda: None) for _ in clients]
         for n, (setups, client) in enumerate(zip(shippers, clients, strict=True)):
             setups.ensure(f"c{n}", client, setup, (5.0, 5.0))  # a retry would outlast the deadline below
+        start = time.monotonic()
+        # Both look for the template before either puts it: their looks are answered only once both came.
+        while looks.waiting < 2:
+            await asyncio.sleep(0.02)  # not a sync: polls a condition with the deadline below
+            assert time.monotonic() - start < 5, f"{looks.waiting} of 2 shippers looked for the template"
+        looks.release()
         start = time.monotonic()
         while not all(s.runs[(id(c), setup)].done for s, c in zip(shippers, clients, strict=True)):
             await asyncio.sleep(0.02)  # not a sync: polls a condition with the deadline below
@@ -99,7 +105,7 @@ def test_two_shippers_setting_up_the_same_template_at_once_both_succeed_first_ti
         return stats
 
     with EsStandin() as es:
-        stats = asyncio.run(run(es))
+        stats = asyncio.run(run(es, es.hold_next(2, path="/_index_template/raced")))
         puts = [r for r in es.requests if r.method == "PUT" and r.path == "/_index_template/raced"]
         assert es.index_template("raced") is not None
     assert len(puts) == 2  # the race did happen: both found it absent
